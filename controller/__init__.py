@@ -1,0 +1,1 @@
+"""The ai-models controller: reconciles Model, ClusterModel and ModelCatalogSource."""

@@ -1,0 +1,205 @@
+"""Random access to the bytes of one file, local or remote, and a buffered cursor over it.
+
+A ``ByteSource`` is the only way the header parsers see bytes. For a remote source every
+``read_at`` is one HTTP range request, so the parsers make a few large reads through a
+``ByteCursor`` (which keeps a window of the file, 1 MiB by default) instead of one read per
+field. Sources count their reads and bytes so tests and benchmarks can assert both.
+"""
+
+from __future__ import annotations
+
+import struct
+from pathlib import Path
+from typing import Protocol
+
+from worker.errors import InvalidWeights
+
+DEFAULT_CHUNK_SIZE = 1 << 20
+
+_U32 = struct.Struct("<I")
+_U64 = struct.Struct("<Q")
+
+
+class ByteSource(Protocol):
+    """Random access to one file's bytes."""
+
+    @property
+    def name(self) -> str:
+        """The file's name as the user knows it; every error message starts with it."""
+        ...
+
+    @property
+    def size(self) -> int:
+        """The file's size in bytes."""
+        ...
+
+    def read_at(self, offset: int, length: int) -> bytes:
+        """Exactly ``length`` bytes at ``offset``, or ``InvalidWeights`` (truncated file)."""
+        ...
+
+
+def truncated(name: str, offset: int, length: int, size: int) -> InvalidWeights:
+    """The error for a read past the end of the file."""
+    return InvalidWeights(
+        f"{name}: file is truncated: {length} bytes are needed at offset {offset} but the file "
+        f"has {size} bytes; upload or publish the complete file"
+    )
+
+
+class _CountingSource:
+    """Shared bookkeeping: bounds checks and read counters."""
+
+    def __init__(self, name: str, size: int) -> None:
+        self._name = name
+        self._size = size
+        self.reads = 0
+        """Number of ``read_at`` calls made so far."""
+        self.bytes_read = 0
+        """Number of bytes returned so far."""
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def size(self) -> int:
+        return self._size
+
+    def _check_range(self, offset: int, length: int) -> None:
+        if offset < 0 or length < 0 or offset + length > self._size:
+            raise truncated(self._name, offset, length, self._size)
+
+    def _count(self, data: bytes, offset: int, length: int) -> bytes:
+        if len(data) != length:
+            # The file changed under us (or the server sent less than asked): same as truncated.
+            raise truncated(self._name, offset, length, offset + len(data))
+        self.reads += 1
+        self.bytes_read += length
+        return data
+
+
+class FileByteSource(_CountingSource):
+    """A local file; its size is taken once, at construction."""
+
+    def __init__(self, path: str | Path, name: str | None = None) -> None:
+        self._path = Path(path)
+        super().__init__(name or self._path.name, self._path.stat().st_size)
+
+    def read_at(self, offset: int, length: int) -> bytes:
+        self._check_range(offset, length)
+        # Opened per read: reads are few and large, and nothing has to be closed afterwards.
+        with self._path.open("rb") as handle:
+            handle.seek(offset)
+            data = handle.read(length)
+        return self._count(data, offset, length)
+
+
+class BytesSource(_CountingSource):
+    """Bytes already in memory (a small file fetched whole, or a test fixture)."""
+
+    def __init__(self, name: str, data: bytes) -> None:
+        super().__init__(name, len(data))
+        self._data = data
+
+    def read_at(self, offset: int, length: int) -> bytes:
+        self._check_range(offset, length)
+        return self._count(self._data[offset : offset + length], offset, length)
+
+
+def read_whole(source: ByteSource, limit: int) -> bytes:
+    """The whole file in one read, refusing files larger than ``limit`` bytes."""
+    if source.size > limit:
+        raise InvalidWeights(
+            f"{source.name}: file is {source.size} bytes, over the {limit}-byte limit for this "
+            "kind of file"
+        )
+    return source.read_at(0, source.size)
+
+
+class ByteCursor:
+    """Sequential reads over a ``ByteSource`` through a window of ``chunk_size`` bytes.
+
+    Skipping moves the position without reading, so data the parser does not need (fixed-size
+    arrays) costs nothing; only the parts actually decoded are fetched.
+    """
+
+    def __init__(
+        self, source: ByteSource, *, start: int = 0, chunk_size: int = DEFAULT_CHUNK_SIZE
+    ) -> None:
+        self._source = source
+        self._chunk_size = chunk_size
+        self._window = b""
+        self._window_start = 0
+        self.position = start
+
+    @property
+    def source(self) -> ByteSource:
+        return self._source
+
+    def _ensure(self, length: int) -> int:
+        """Index in the window of ``position``, after making ``length`` bytes available."""
+        relative = self.position - self._window_start
+        if relative >= 0 and relative + length <= len(self._window):
+            return relative
+        size = self._source.size
+        if self.position + length > size:
+            raise truncated(self._source.name, self.position, length, size)
+        fetch = min(max(length, self._chunk_size), size - self.position)
+        self._window = self._source.read_at(self.position, fetch)
+        self._window_start = self.position
+        return 0
+
+    def take(self, length: int) -> bytes:
+        index = self._ensure(length)
+        self.position += length
+        return self._window[index : index + length]
+
+    def unpack(self, fmt: struct.Struct) -> tuple[object, ...]:
+        index = self._ensure(fmt.size)
+        self.position += fmt.size
+        return fmt.unpack_from(self._window, index)
+
+    def u32(self) -> int:
+        index = self._ensure(4)
+        self.position += 4
+        value: int = _U32.unpack_from(self._window, index)[0]
+        return value
+
+    def u64(self) -> int:
+        index = self._ensure(8)
+        self.position += 8
+        value: int = _U64.unpack_from(self._window, index)[0]
+        return value
+
+    def skip(self, length: int) -> None:
+        if self.position + length > self._source.size:
+            raise truncated(self._source.name, self.position, length, self._source.size)
+        self.position += length
+
+    def skip_prefixed(self, count: int, max_item_length: int, what: str) -> None:
+        """Skip ``count`` items, each a u64 little-endian length followed by that many bytes.
+
+        The hot loop of a 150k-entry vocabulary: it walks the window directly instead of
+        calling ``u64``/``skip`` per item, and refills only when an item crosses its end.
+        """
+        remaining = count
+        unpack_length = _U64.unpack_from
+        while remaining:
+            index = self._ensure(8)
+            window, base, last = self._window, self._window_start, len(self._window) - 8
+            while remaining and index <= last:
+                (length,) = unpack_length(window, index)
+                if length > max_item_length:
+                    raise InvalidWeights(
+                        f"{self._source.name}: {what}: an item of {length} bytes at offset "
+                        f"{base + index} exceeds the {max_item_length}-byte limit"
+                    )
+                index += 8 + length
+                remaining -= 1
+            self.position = base + index
+            if self.position > self._source.size:
+                raise truncated(self._source.name, base + index - length, length, self.size)
+
+    @property
+    def size(self) -> int:
+        return self._source.size
