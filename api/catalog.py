@@ -53,20 +53,35 @@ class ModelCatalogSourceSpec(ApiModel):
 class ModelCatalogSourceStatus(ApiModel):
     catalog_revision: Annotated[
         str | None,
-        Field(description="CatalogRevision is the last successfully observed remote catalog revision."),
+        Field(
+            description="CatalogRevision is the last successfully observed remote catalog revision."
+        ),
     ] = None
     conditions: list[Condition] | None = None
     entry_count: Annotated[
         int | None,
-        Field(ge=0, description="EntryCount is the number of active entries in the last successful refresh."),
+        Field(
+            ge=0,
+            description=(
+                "EntryCount is the number of active entries in the last successful refresh."
+            ),
+        ),
     ] = None
     last_successful_refresh_time: Annotated[
         datetime | None,
-        Field(description="LastSuccessfulRefreshTime is the time of the last successful catalog refresh."),
+        Field(
+            description=(
+                "LastSuccessfulRefreshTime is the time of the last successful catalog refresh."
+            )
+        ),
     ] = None
     observed_generation: Annotated[
         int | None,
-        Field(description="ObservedGeneration is the latest metadata.generation reconciled by the controller."),
+        Field(
+            description=(
+                "ObservedGeneration is the latest metadata.generation reconciled by the controller."
+            )
+        ),
     ] = None
 
 

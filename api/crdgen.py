@@ -63,7 +63,7 @@ KIND_FIELD_DESCRIPTION = (
     "infer this from the endpoint the client submits requests to. In CamelCase."
 )
 READY_REASON = '.status.conditions[?(@.type=="Ready")].reason'
-MODEL_COLUMNS = [
+MODEL_COLUMNS: list[dict[str, Any]] = [
     {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
     {"name": "Progress", "type": "string", "jsonPath": ".status.progress"},
     {"name": "Format", "type": "string", "jsonPath": ".status.resolved.format"},
@@ -72,9 +72,13 @@ MODEL_COLUMNS = [
     {"name": "Reason", "type": "string", "jsonPath": READY_REASON, "priority": 1},
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
 ]
-CATALOG_COLUMNS = [
+CATALOG_COLUMNS: list[dict[str, Any]] = [
     {"name": "URL", "type": "string", "jsonPath": ".spec.url", "priority": 1},
-    {"name": "Ready", "type": "string", "jsonPath": '.status.conditions[?(@.type=="Ready")].status'},
+    {
+        "name": "Ready",
+        "type": "string",
+        "jsonPath": '.status.conditions[?(@.type=="Ready")].status',
+    },
     {"name": "Entries", "type": "integer", "jsonPath": ".status.entryCount"},
     {"name": "Revision", "type": "string", "jsonPath": ".status.catalogRevision"},
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
@@ -206,7 +210,9 @@ def render(spec: CrdSpec) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m api.crdgen", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m api.crdgen", description=__doc__.split("\n")[0]
+    )
     parser.add_argument("--out", type=Path, default=Path("crds"), help="output directory")
     parser.add_argument("--check", action="store_true", help="fail when the files differ")
     args = parser.parse_args(argv)

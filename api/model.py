@@ -13,7 +13,8 @@ import re
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, StringConstraints, model_validator
+from pydantic import ConfigDict, Field, StringConstraints, model_validator
+from pydantic.config import JsonDict
 
 from api.meta import API_VERSION, ApiModel, Condition, DnsSubdomainName, ObjectMeta
 
@@ -56,12 +57,12 @@ Feature = Literal[
 CapabilityName = Annotated[str, StringConstraints(min_length=1, max_length=128)]
 
 # CEL rules of spec.source. ``self == oldSelf`` is a transition rule: it runs on updates only.
-EXACTLY_ONE_SOURCE_RULE = {
+EXACTLY_ONE_SOURCE_RULE: JsonDict = {
     "rule": "[has(self.url), has(self.upload), has(self.catalog)].filter(x, x).size() == 1",
     "message": "exactly one of url, upload or catalog must be set",
 }
-IMMUTABLE_SOURCE_RULE = {"rule": "self == oldSelf", "message": "spec.source is immutable"}
-AUTH_SECRET_RULE = {
+IMMUTABLE_SOURCE_RULE: JsonDict = {"rule": "self == oldSelf", "message": "spec.source is immutable"}
+AUTH_SECRET_RULE: JsonDict = {
     "rule": (
         "!has(self.authSecretRef) || (has(self.url) && ("
         "self.url.startsWith('https://huggingface.co/') || "
@@ -116,21 +117,23 @@ SourceUrl = Annotated[
         description="URL points to a Hugging Face repository or an Ollama registry reference.",
     ),
 ]
-UPLOAD_DESCRIPTION = "Upload requests a controller-owned upload session for a local file or archive."
+UPLOAD_DESCRIPTION = (
+    "Upload requests a controller-owned upload session for a local file or archive."
+)
 
 
 def _check_exactly_one(url: str | None, upload: object, catalog: object) -> None:
     chosen = [name for name, v in (("url", url), ("upload", upload), ("catalog", catalog)) if v]
     if len(chosen) != 1:
-        raise ValueError(EXACTLY_ONE_SOURCE_RULE["message"])
+        raise ValueError(str(EXACTLY_ONE_SOURCE_RULE["message"]))
 
 
 class ClusterModelSource(ApiModel):
-    model_config = {
-        "json_schema_extra": {
+    model_config = ConfigDict(
+        json_schema_extra={
             "x-kubernetes-validations": [IMMUTABLE_SOURCE_RULE, EXACTLY_ONE_SOURCE_RULE]
         }
-    }
+    )
 
     catalog: Annotated[
         CatalogReference | None,
@@ -146,15 +149,15 @@ class ClusterModelSource(ApiModel):
 
 
 class ModelSource(ApiModel):
-    model_config = {
-        "json_schema_extra": {
+    model_config = ConfigDict(
+        json_schema_extra={
             "x-kubernetes-validations": [
                 IMMUTABLE_SOURCE_RULE,
                 EXACTLY_ONE_SOURCE_RULE,
                 AUTH_SECRET_RULE,
             ]
         }
-    }
+    )
 
     auth_secret_ref: Annotated[
         SecretReference | None,
@@ -178,7 +181,7 @@ class ModelSource(ApiModel):
         if self.auth_secret_ref is not None and not (
             self.url and HUGGING_FACE_URL_PREFIX.match(self.url)
         ):
-            raise ValueError(AUTH_SECRET_RULE["message"])
+            raise ValueError(str(AUTH_SECRET_RULE["message"]))
         return self
 
 
@@ -225,11 +228,14 @@ class SourceCapabilities(ApiModel):
 
 class ResolvedMetadata(ApiModel):
     architecture: Annotated[
-        str | None, Field(description="Architecture is the model architecture when it is available.")
+        str | None,
+        Field(description="Architecture is the model architecture when it is available."),
     ] = None
     context_window_tokens: Annotated[
         int | None,
-        Field(ge=1, description="ContextWindowTokens is the context window size when it is available."),
+        Field(
+            ge=1, description="ContextWindowTokens is the context window size when it is available."
+        ),
     ] = None
     family: Annotated[
         str | None, Field(description="Family is the model family inferred from source metadata.")
@@ -245,13 +251,15 @@ class ResolvedMetadata(ApiModel):
         ),
     ] = None
     quantization: Annotated[
-        str | None, Field(description="Quantization is the model quantization when it is available.")
+        str | None,
+        Field(description="Quantization is the model quantization when it is available."),
     ] = None
     source_capabilities: Annotated[
         SourceCapabilities | None,
         Field(
             description=(
-                "SourceCapabilities are provider-level capabilities discovered from source metadata."
+                "SourceCapabilities are provider-level capabilities discovered from source "
+                "metadata."
             )
         ),
     ] = None
@@ -285,7 +293,9 @@ class CatalogProvenance(ApiModel):
 class SourceStatus(ApiModel):
     catalog: Annotated[
         CatalogProvenance | None,
-        Field(description="Catalog contains frozen external catalog provenance for catalog imports."),
+        Field(
+            description="Catalog contains frozen external catalog provenance for catalog imports."
+        ),
     ] = None
     resolved_revision: Annotated[
         str | None,
@@ -373,7 +383,9 @@ class Model(ApiModel):
     metadata: ObjectMeta
     spec: Annotated[
         ModelSpec,
-        Field(description="ModelSpec declares the immutable source for one namespace-scoped model."),
+        Field(
+            description="ModelSpec declares the immutable source for one namespace-scoped model."
+        ),
     ]
     status: Annotated[
         ModelStatus | None,
@@ -394,7 +406,11 @@ class ClusterModel(ApiModel):
     metadata: ObjectMeta
     spec: Annotated[
         ClusterModelSpec,
-        Field(description="ClusterModelSpec declares the immutable source for one cluster-scoped model."),
+        Field(
+            description=(
+                "ClusterModelSpec declares the immutable source for one cluster-scoped model."
+            )
+        ),
     ]
     status: Annotated[
         ClusterModelStatus | None,

@@ -79,7 +79,10 @@ class ControlPlane:
             "apiVersion": "v1",
             "kind": "Config",
             "clusters": [
-                {"name": "local", "cluster": {"server": self.url, "certificate-authority": str(self.ca_cert)}}
+                {
+                    "name": "local",
+                    "cluster": {"server": self.url, "certificate-authority": str(self.ca_cert)},
+                }
             ],
             "users": [{"name": "user", "user": user}],
             "contexts": [{"name": "local", "context": {"cluster": "local", "user": "user"}}],
@@ -93,7 +96,7 @@ class ControlPlane:
 def _https_ok(url: str, ca: Path, client: KeyPair) -> bool:
     context = ssl.create_default_context(cafile=str(ca))
     context.load_cert_chain(str(client.cert), str(client.key))
-    with urllib.request.urlopen(url, context=context, timeout=5) as response:  # noqa: S310
+    with urllib.request.urlopen(url, context=context, timeout=5) as response:
         return bool(response.status == 200)
 
 
@@ -117,7 +120,7 @@ def _start_etcd(bin_dir: Path, work: Path) -> tuple[Process, str]:
         work,
     )
     health = f"{client_url}/health"
-    etcd.wait_ready(lambda: urllib.request.urlopen(health, timeout=2).status == 200)  # noqa: S310
+    etcd.wait_ready(lambda: urllib.request.urlopen(health, timeout=2).status == 200)
     return etcd, client_url
 
 

@@ -54,10 +54,22 @@ EXACTLY_ONE = "exactly one of url, upload or catalog must be set"
 CASES = [
     Case("http-url", model({"url": "http://huggingface.co/org/repo"}), "spec.source.url", PATTERN),
     Case("github-url", model({"url": "https://github.com/org/repo"}), "spec.source.url", PATTERN),
-    Case("ollama-not-library", model({"url": "https://ollama.com/smollm2"}), "spec.source.url", PATTERN),
-    Case("huggingface-no-path", model({"url": "https://huggingface.co/"}), "spec.source.url", PATTERN),
+    Case(
+        "ollama-not-library",
+        model({"url": "https://ollama.com/smollm2"}),
+        "spec.source.url",
+        PATTERN,
+    ),
+    Case(
+        "huggingface-no-path", model({"url": "https://huggingface.co/"}), "spec.source.url", PATTERN
+    ),
     Case("empty-url", model({"url": ""}), "spec.source.url", "should be at least 1 chars long"),
-    Case("uppercase-catalog-name", model({"catalog": {"name": "Qwen"}}), "spec.source.catalog.name", PATTERN),
+    Case(
+        "uppercase-catalog-name",
+        model({"catalog": {"name": "Qwen"}}),
+        "spec.source.catalog.name",
+        PATTERN,
+    ),
     Case(
         "catalog-name-too-long",
         model({"catalog": {"name": "a" * 254}}),
@@ -70,7 +82,12 @@ CASES = [
         "spec.source.catalog.version",
         "Too long: may not be more than 128",
     ),
-    Case("catalog-without-name", model({"catalog": {"version": "1"}}), "spec.source.catalog.name", "Required value"),
+    Case(
+        "catalog-without-name",
+        model({"catalog": {"version": "1"}}),
+        "spec.source.catalog.name",
+        "Required value",
+    ),
     Case(
         "uppercase-source-name",
         model({"catalog": {"name": "qwen", "sourceName": "Corp"}}),
@@ -78,7 +95,9 @@ CASES = [
         PATTERN,
     ),
     Case("url-and-upload", model({"url": HF, "upload": {}}), "spec.source", EXACTLY_ONE),
-    Case("url-and-catalog", model({"url": HF, "catalog": {"name": "q"}}), "spec.source", EXACTLY_ONE),
+    Case(
+        "url-and-catalog", model({"url": HF, "catalog": {"name": "q"}}), "spec.source", EXACTLY_ONE
+    ),
     Case("no-source-kind", model({}), "spec.source", EXACTLY_ONE),
     Case(
         "cluster-upload-and-catalog",
@@ -112,9 +131,16 @@ CASES = [
         "unknown field",
     ),
     Case("catalog-url-userinfo", catalog_source(url="https://u@host.example"), "spec.url", PATTERN),
-    Case("catalog-url-query", catalog_source(url="https://host.example/v?x=1"), "spec.url", PATTERN),
+    Case(
+        "catalog-url-query", catalog_source(url="https://host.example/v?x=1"), "spec.url", PATTERN
+    ),
     Case("catalog-url-http", catalog_source(url="http://host.example"), "spec.url", PATTERN),
-    Case("catalog-url-short", catalog_source(url="https://"), "spec.url", "should be at least 9 chars long"),
+    Case(
+        "catalog-url-short",
+        catalog_source(url="https://"),
+        "spec.url",
+        "should be at least 9 chars long",
+    ),
     Case("catalog-no-url", catalog_source(url=None), "spec.url", "Required value"),
     Case(
         "catalog-no-credentials",
@@ -122,7 +148,9 @@ CASES = [
         "spec.credentialsSecretName",
         "Required value",
     ),
-    Case("catalog-ca-uppercase", catalog_source(caSecretName="My-CA"), "spec.caSecretName", PATTERN),
+    Case(
+        "catalog-ca-uppercase", catalog_source(caSecretName="My-CA"), "spec.caSecretName", PATTERN
+    ),
 ]
 
 
@@ -165,7 +193,9 @@ def test_source_is_immutable(crds: ControlPlane, namespace: str, kind: str) -> N
         "patch", "-n", namespace, kind.lower(), name, "--type=merge", "-p", json.dumps(change)
     )
     assert_rejected(result, "spec.source", "spec.source is immutable")
-    got = crds.kubectl_run("get", "-n", namespace, kind.lower(), name, "-o", "jsonpath={.spec.source.url}")
+    got = crds.kubectl_run(
+        "get", "-n", namespace, kind.lower(), name, "-o", "jsonpath={.spec.source.url}"
+    )
     assert got.stdout == HF
 
 
@@ -197,7 +227,12 @@ STATUS_CASES = [
         "status.artifact.sizeBytes",
         "should be greater than or equal to 1",
     ),
-    StatusCase("artifact-kind", {"artifact": {"kind": "S3"}}, "status.artifact.kind", 'Unsupported value: "S3"'),
+    StatusCase(
+        "artifact-kind",
+        {"artifact": {"kind": "S3"}},
+        "status.artifact.kind",
+        'Unsupported value: "S3"',
+    ),
     StatusCase(
         "zero-parameters",
         {"resolved": {"parameterCount": 0}},
@@ -234,7 +269,12 @@ STATUS_CASES = [
 @pytest.fixture(scope="module")
 def status_target(crds: ControlPlane, namespace: str) -> str:
     created = crds.kubectl_run(
-        "create", "-n", namespace, "-f", "-", stdin=json.dumps(model({"url": HF}, name="status-target"))
+        "create",
+        "-n",
+        namespace,
+        "-f",
+        "-",
+        stdin=json.dumps(model({"url": HF}, name="status-target")),
     )
     assert created.returncode == 0, created.stderr
     return "status-target"
@@ -245,11 +285,20 @@ def test_invalid_status_rejected(
     crds: ControlPlane, namespace: str, status_target: str, case: StatusCase
 ) -> None:
     result = crds.kubectl_run(
-        "patch", "-n", namespace, "model", status_target, "--subresource=status",
-        "--type=merge", "-p", json.dumps({"status": case.status}),
+        "patch",
+        "-n",
+        namespace,
+        "model",
+        status_target,
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        json.dumps({"status": case.status}),
     )
     assert_rejected(result, case.field, case.rule)
-    got = crds.kubectl_run("get", "-n", namespace, "model", status_target, "-o", "jsonpath={.status}")
+    got = crds.kubectl_run(
+        "get", "-n", namespace, "model", status_target, "-o", "jsonpath={.status}"
+    )
     assert got.stdout == ""
 
 
@@ -259,7 +308,12 @@ def test_catalog_source_negative_entry_count_rejected(crds: ControlPlane) -> Non
     created = crds.kubectl_run("create", "-f", "-", stdin=json.dumps(body))
     assert created.returncode == 0, created.stderr
     result = crds.kubectl_run(
-        "patch", "modelcatalogsource", "entry-count", "--subresource=status", "--type=merge",
-        "-p", json.dumps({"status": {"entryCount": -1}}),
+        "patch",
+        "modelcatalogsource",
+        "entry-count",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        json.dumps({"status": {"entryCount": -1}}),
     )
     assert_rejected(result, "status.entryCount", "should be greater than or equal to 0")

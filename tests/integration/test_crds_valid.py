@@ -34,7 +34,9 @@ def test_samples_cover_every_source_kind() -> None:
 
 
 @pytest.mark.parametrize("sample", SAMPLES, ids=lambda p: p.name)
-def test_sample_passes_server_side_dry_run(crds: ControlPlane, namespace: str, sample: Path) -> None:
+def test_sample_passes_server_side_dry_run(
+    crds: ControlPlane, namespace: str, sample: Path
+) -> None:
     result = crds.kubectl_run("apply", "--dry-run=server", "-n", namespace, "-f", str(sample))
     assert result.returncode == 0, result.stderr
     assert "(server dry run)" in result.stdout
@@ -65,7 +67,10 @@ COMPLETE_STATUS = {
         "supportedFeatures": [],
         "sourceCapabilities": {"provider": "HuggingFace", "tasks": ["sentence-similarity"]},
     },
-    "source": {"resolvedType": "HuggingFace", "resolvedRevision": "c9745ed1d9f207416be6d2e6f8de32d1f16199bf"},
+    "source": {
+        "resolvedType": "HuggingFace",
+        "resolvedRevision": "c9745ed1d9f207416be6d2e6f8de32d1f16199bf",
+    },
     "conditions": [
         {
             "type": "Ready",
@@ -79,14 +84,23 @@ COMPLETE_STATUS = {
 }
 
 
-def test_complete_status_is_accepted_and_shown_in_columns(crds: ControlPlane, namespace: str) -> None:
+def test_complete_status_is_accepted_and_shown_in_columns(
+    crds: ControlPlane, namespace: str
+) -> None:
     created = crds.kubectl_run(
         "apply", "-n", namespace, "-f", str(REPO / "samples" / "model-huggingface.yaml")
     )
     assert created.returncode == 0, created.stderr
     patched = crds.kubectl_run(
-        "patch", "-n", namespace, "model", "all-minilm-l6-v2", "--subresource=status",
-        "--type=merge", "-p", json.dumps({"status": COMPLETE_STATUS}),
+        "patch",
+        "-n",
+        namespace,
+        "model",
+        "all-minilm-l6-v2",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        json.dumps({"status": COMPLETE_STATUS}),
     )
     assert patched.returncode == 0, patched.stderr
     got = crds.kubectl_run("get", "-n", namespace, "model", "all-minilm-l6-v2", "-o", "json")
@@ -95,5 +109,9 @@ def test_complete_status_is_accepted_and_shown_in_columns(crds: ControlPlane, na
     assert table[0].split() == ["NAME", "PHASE", "PROGRESS", "FORMAT", "PARAMETERS", "SIZE", "AGE"]
     # Progress is cleared at Ready, so its cell is blank.
     assert table[1].split()[:5] == [
-        "all-minilm-l6-v2", "Ready", "Safetensors", "22713216", "90888945",
+        "all-minilm-l6-v2",
+        "Ready",
+        "Safetensors",
+        "22713216",
+        "90888945",
     ]

