@@ -1,1 +1,1 @@
-"""The ai-models worker: fetches a model source, inspects it and packs it as a ModelPack artifact."""
+"""The ai-models worker: fetches a source, inspects it, packs it as a ModelPack artifact."""
