@@ -13,7 +13,10 @@ once; a transient one exits with 1 and the Job retries the pod.
     │   ├── RevisionNotFound         the branch, tag or commit does not exist in the source
     │   ├── NoSupportedWeights       no safetensors or GGUF weights in the source
     │   ├── AmbiguousFormat          several weight sets (e.g. GGUF quantizations), none chosen
-    │   └── InvalidWeights           a weight or config file is malformed or out of bounds
+    │   ├── InvalidWeights           a weight or config file is malformed or out of bounds
+    │   ├── RegistryUnauthorized     the OCI registry refused our credentials (401/403)
+    │   ├── RegistryRejected         the OCI registry refused a request (4xx: bad name, not found…)
+    │   └── InvalidSource            the source string is not a supported URL or local path
     └── TransientError               exit code 1: the Job retries the pod
         ├── SourceUnavailable        the source answered 5xx, timed out or reset the connection
         └── RegistryUnavailable      the OCI registry answered 5xx or could not be reached
@@ -24,6 +27,7 @@ a reason read in a status can be found in the code with one search.
 
 from __future__ import annotations
 
+import json
 from typing import ClassVar
 
 PERMANENT_EXIT_CODE = 2
@@ -31,9 +35,24 @@ PERMANENT_EXIT_CODE = 2
 TRANSIENT_EXIT_CODE = 1
 """Exit code of a transient failure; the Job retries the pod."""
 
-# The kubelet keeps at most 4096 bytes of /dev/termination-log; leave room for the reason and
-# the JSON punctuation so the message is cut by us, visibly, rather than mid-JSON by the kubelet.
-MAX_TERMINATION_MESSAGE_CHARS = 3000
+# The kubelet keeps at most 4096 bytes of /dev/termination-log. The message's JSON encoding
+# (ASCII-escaped, which is never shorter than UTF-8) is held to this many bytes, leaving room
+# for the reason and the punctuation, so we cut it visibly rather than the kubelet mid-JSON.
+MAX_TERMINATION_MESSAGE_BYTES = 3584
+_TRUNCATION_MARK = " …(truncated)"
+
+
+def _fit_termination_log(message: str) -> str:
+    if len(json.dumps(message)) <= MAX_TERMINATION_MESSAGE_BYTES:
+        return message
+    shortest, longest = 0, len(message)  # binary search for the longest prefix that fits
+    while shortest < longest:
+        middle = (shortest + longest + 1) // 2
+        if len(json.dumps(message[:middle] + _TRUNCATION_MARK)) <= MAX_TERMINATION_MESSAGE_BYTES:
+            shortest = middle
+        else:
+            longest = middle - 1
+    return message[:shortest] + _TRUNCATION_MARK
 
 
 class WorkerError(Exception):
@@ -53,11 +72,8 @@ class WorkerError(Exception):
         return PERMANENT_EXIT_CODE if self.permanent else TRANSIENT_EXIT_CODE
 
     def to_termination_message(self) -> dict[str, str]:
-        """The ``{reason, message}`` JSON object written to /dev/termination-log."""
-        message = self.message
-        if len(message) > MAX_TERMINATION_MESSAGE_CHARS:
-            message = message[: MAX_TERMINATION_MESSAGE_CHARS - 14] + " …(truncated)"
-        return {"reason": self.reason, "message": message}
+        """The ``{reason, message}`` object written to /dev/termination-log (fits its 4 KiB)."""
+        return {"reason": self.reason, "message": _fit_termination_log(self.message)}
 
 
 class PermanentError(WorkerError):
@@ -102,3 +118,15 @@ class SourceUnavailable(TransientError):  # noqa: N818
 
 class RegistryUnavailable(TransientError):  # noqa: N818
     reason = "RegistryUnavailable"
+
+
+class RegistryUnauthorized(PermanentError):  # noqa: N818
+    reason = "RegistryUnauthorized"
+
+
+class RegistryRejected(PermanentError):  # noqa: N818
+    reason = "RegistryRejected"
+
+
+class InvalidSource(PermanentError):  # noqa: N818
+    reason = "InvalidSource"

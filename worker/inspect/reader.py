@@ -8,6 +8,7 @@ field. Sources count their reads and bytes so tests and benchmarks can assert bo
 
 from __future__ import annotations
 
+import json
 import struct
 from pathlib import Path
 from typing import Protocol
@@ -116,6 +117,48 @@ def read_whole(source: ByteSource, limit: int) -> bytes:
     return source.read_at(0, source.size)
 
 
+class _DuplicateKeyError(ValueError):
+    pass
+
+
+def _pairs_without_duplicates(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    result: dict[str, object] = {}
+    for key, value in pairs:
+        if key in result:
+            raise _DuplicateKeyError(f"duplicate key {key!r}")
+        result[key] = value
+    return result
+
+
+def decode_json(name: str, raw: bytes, *, reject_duplicates: bool = False) -> object:
+    """Strict UTF-8 JSON; any failure (including absurd nesting) is ``InvalidWeights``.
+
+    Duplicate keys are rejected only where two readers could disagree on which value counts
+    (a safetensors header); config files keep Python's and transformers' "last one wins".
+    """
+    hook = _pairs_without_duplicates if reject_duplicates else None
+    try:
+        return json.loads(raw.decode("utf-8"), object_pairs_hook=hook)
+    except UnicodeDecodeError as exc:
+        raise InvalidWeights(f"{name}: not valid UTF-8 at byte {exc.start}") from exc
+    except json.JSONDecodeError as exc:
+        raise InvalidWeights(f"{name}: not valid JSON: {exc.msg} at byte {exc.pos}") from exc
+    except RecursionError as exc:
+        raise InvalidWeights(f"{name}: JSON nested too deeply") from exc
+    except ValueError as exc:  # duplicate keys, integers longer than Python's digit limit
+        raise InvalidWeights(f"{name}: invalid JSON: {exc}") from exc
+
+
+def read_json_object(source: ByteSource, limit: int) -> dict[str, object]:
+    """A small JSON file (at most ``limit`` bytes) whose top level must be an object."""
+    document = decode_json(source.name, read_whole(source, limit))
+    if not isinstance(document, dict):
+        raise InvalidWeights(
+            f"{source.name}: expected a JSON object at the top level, got {type(document).__name__}"
+        )
+    return document
+
+
 class ByteCursor:
     """Sequential reads over a ``ByteSource`` through a window of ``chunk_size`` bytes.
 
@@ -135,6 +178,10 @@ class ByteCursor:
     @property
     def source(self) -> ByteSource:
         return self._source
+
+    @property
+    def size(self) -> int:
+        return self._source.size
 
     def _ensure(self, length: int) -> int:
         """Index in the window of ``position``, after making ``length`` bytes available."""
@@ -182,7 +229,7 @@ class ByteCursor:
         The hot loop of a 150k-entry vocabulary: it walks the window directly instead of
         calling ``u64``/``skip`` per item, and refills only when an item crosses its end.
         """
-        remaining = count
+        remaining, length = count, 0
         unpack_length = _U64.unpack_from
         while remaining:
             index = self._ensure(8)
@@ -199,7 +246,3 @@ class ByteCursor:
             self.position = base + index
             if self.position > self._source.size:
                 raise truncated(self._source.name, base + index - length, length, self.size)
-
-    @property
-    def size(self) -> int:
-        return self._source.size
