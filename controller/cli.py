@@ -1,0 +1,105 @@
+"""``ai-models-controller``: load the configuration, connect, run until SIGTERM.
+
+    ai-models-controller [--config PATH] [--kubeconfig PATH]
+
+The configuration path also comes from ``AI_MODELS_CONFIG``; without one every default applies.
+An invalid configuration exits with code 2 and a message naming the key.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import logging
+import os
+import signal
+import socket
+import sys
+import tempfile
+import uuid
+from pathlib import Path
+from types import FrameType
+
+import structlog
+
+from controller.config import Config, ConfigError, load_config
+from controller.errors import KubeError
+from controller.kube import SECRETS, KubeClient, load_api_client
+from controller.manager import Manager
+from controller.metrics import serve_health, serve_metrics
+from controller.registry import RegistryAccess, RegistryCleaner, credentials_from_docker_config
+
+log = structlog.get_logger("controller")
+
+
+def configure_logging(fmt: str, level: str) -> None:
+    renderer: structlog.types.Processor = (
+        structlog.processors.JSONRenderer()
+        if fmt == "json"
+        else structlog.dev.ConsoleRenderer(colors=False)
+    )
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(getattr(logging, level.upper())),
+        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+    )
+
+
+def registry_cleaner(kube: KubeClient, config: Config) -> RegistryCleaner:
+    registry, system = config.registry, config.system_namespace
+    username = password = ca_file = None
+    try:
+        if registry.auth_secret_name:
+            secret = kube.get(SECRETS, registry.auth_secret_name, system) or {}
+            raw = (secret.get("data") or {}).get(".dockerconfigjson", "")
+            found = credentials_from_docker_config(base64.b64decode(raw), registry.host)
+            if found:
+                username, password = found
+        if registry.ca_secret_name:
+            secret = kube.get(SECRETS, registry.ca_secret_name, system) or {}
+            pem = (secret.get("data") or {}).get("ca.crt", "")
+            handle = tempfile.NamedTemporaryFile("wb", suffix=".crt", delete=False)  # noqa: SIM115
+            handle.write(base64.b64decode(pem))
+            handle.close()
+            ca_file = handle.name
+    except KubeError as error:
+        log.warning("registry credentials not loaded", error=str(error))
+    access = RegistryAccess(registry.host, registry.insecure, ca_file, username, password)
+    return RegistryCleaner(access)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="ai-models-controller", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument("--config", type=Path, default=os.environ.get("AI_MODELS_CONFIG"))
+    parser.add_argument("--kubeconfig", default=os.environ.get("KUBECONFIG_PATH"))
+    args = parser.parse_args(argv)
+    try:
+        config = load_config(args.config)
+    except ConfigError as error:
+        print(f"ai-models-controller: {error}", file=sys.stderr)
+        return 2
+    configure_logging(config.controller.log_format, config.controller.log_level)
+    kube = KubeClient(load_api_client(args.kubeconfig))
+    identity = os.environ.get("POD_NAME") or f"{socket.gethostname()}-{uuid.uuid4().hex[:6]}"
+    manager = Manager(config, kube, identity, registry_cleaner(kube, config))
+    settings = config.controller
+    if settings.metrics_port:
+        serve_metrics(manager.metrics, settings.bind_address, settings.metrics_port)
+    if settings.health_port:
+        serve_health(settings.bind_address, settings.health_port, manager.ready)
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        log.info("shutting down", signal=signal.Signals(signum).name)
+        manager.stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    log.info("starting", identity=identity, system_namespace=config.system_namespace)
+    return manager.run()

@@ -1,0 +1,187 @@
+"""The controller's configuration: one YAML/JSON file rendered by the chart from values.yaml.
+
+Validated with pydantic at start; an invalid file stops the controller with a message that names
+the bad key (``worker.maxConcurrent: Input should be greater than or equal to 1``). Every value
+has a safe default, so an empty file is a working development configuration.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic.alias_generators import to_camel
+
+from api.meta import DnsSubdomainName
+
+
+class ConfigError(Exception):
+    """The configuration file is missing, unreadable or invalid; the message names the key."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True
+    )
+
+
+Resources = dict[Literal["requests", "limits"], dict[str, str]]
+DEFAULT_WORKER_RESOURCES: Resources = {
+    "requests": {"cpu": "500m", "memory": "512Mi"},
+    "limits": {"memory": "2Gi"},
+}
+
+
+class RegistryConfig(_Section):
+    host: str = "ai-models-registry.d8-ai-models.svc:5000"
+    """``host[:port]`` of the OCI registry the artifacts are pushed to."""
+    prefix: str = "ai-models"
+    """Repository prefix: ``<host>/<prefix>/model/<namespace>/<name>``."""
+    auth_secret_name: DnsSubdomainName | None = None
+    """A ``kubernetes.io/dockerconfigjson`` Secret in the system namespace (push credentials)."""
+    ca_secret_name: DnsSubdomainName | None = None
+    """A Secret in the system namespace whose ``ca.crt`` signs the registry's certificate."""
+    insecure: bool = False
+    """Plain HTTP to the registry: development only."""
+
+    @field_validator("prefix")
+    @classmethod
+    def _prefix_is_a_path(cls, value: str) -> str:
+        if value.startswith("/") or value.endswith("/") or "//" in value:
+            raise ValueError("must be a relative path without leading, trailing or double '/'")
+        return value
+
+
+class EmptyDirWorkspace(_Section):
+    size_limit: str = "50Gi"
+
+
+class EphemeralWorkspace(_Section):
+    storage_class_name: str | None = None
+    size: str = "100Gi"
+
+
+class WorkspaceConfig(_Section):
+    empty_dir: EmptyDirWorkspace | None = None
+    ephemeral: EphemeralWorkspace | None = None
+
+    def model_post_init(self, context: Any) -> None:
+        if self.empty_dir is not None and self.ephemeral is not None:
+            raise ValueError("set either emptyDir or ephemeral, not both")
+
+
+class WorkerConfig(_Section):
+    image: str = "ai-models-worker:latest"
+    image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = "IfNotPresent"
+    service_account_name: DnsSubdomainName = "ai-models-worker"
+    resources: Resources = Field(default_factory=lambda: dict(DEFAULT_WORKER_RESOURCES))
+    node_selector: dict[str, str] = Field(default_factory=dict)
+    tolerations: list[dict[str, Any]] = Field(default_factory=list)
+    affinity: dict[str, Any] = Field(default_factory=dict)
+    priority_class_name: str | None = None
+    workspace: WorkspaceConfig = Field(
+        default_factory=lambda: WorkspaceConfig(empty_dir=EmptyDirWorkspace())
+    )
+    backoff_limit: Annotated[int, Field(ge=0, le=20)] = 3
+    active_deadline_seconds: Annotated[int, Field(ge=60)] = 86_400
+    ttl_seconds_after_finished: Annotated[int, Field(ge=0)] = 3_600
+    max_concurrent: Annotated[int, Field(ge=1, le=1000)] = 2
+    """Preparations running at once; the rest wait in Pending with their queue position."""
+    progress_interval_seconds: Annotated[float, Field(gt=0, le=60)] = 2.0
+    transfer_concurrency: Annotated[int, Field(ge=1, le=32)] = 3
+    """Files in flight per preparation."""
+
+
+class HuggingFaceConfig(_Section):
+    endpoint: str = "https://huggingface.co"
+
+
+class OllamaConfig(_Section):
+    registry: str = "https://registry.ollama.ai"
+
+
+class SourcesConfig(_Section):
+    hugging_face: HuggingFaceConfig = Field(default_factory=HuggingFaceConfig)
+    ollama: OllamaConfig = Field(default_factory=OllamaConfig)
+    ca_secret_name: DnsSubdomainName | None = None
+    """A Secret in the system namespace whose ``ca.crt`` the worker trusts for sources."""
+
+
+class UploadConfig(_Section):
+    ttl_seconds: Annotated[int, Field(ge=60)] = 86_400
+    max_size_bytes: Annotated[int, Field(ge=1)] = 1 << 40
+    external_url: str | None = None
+
+
+class CatalogConfig(_Section):
+    secrets_namespace: DnsSubdomainName = "d8-system"
+    default_refresh_interval_seconds: Annotated[int, Field(ge=30)] = 900
+
+
+class WebhookConfig(_Section):
+    enabled: bool = False
+
+
+class LeaderElectionConfig(_Section):
+    enabled: bool = True
+    lease_name: DnsSubdomainName = "ai-models-controller"
+    lease_duration_seconds: Annotated[float, Field(gt=1)] = 15.0
+    renew_deadline_seconds: Annotated[float, Field(gt=0)] = 10.0
+    retry_period_seconds: Annotated[float, Field(gt=0)] = 2.0
+
+
+class ControllerConfig(_Section):
+    workers: Annotated[int, Field(ge=1, le=64)] = 4
+    """Reconciles running at once (never two for the same object)."""
+    metrics_port: Annotated[int, Field(ge=0, le=65535)] = 8080
+    health_port: Annotated[int, Field(ge=0, le=65535)] = 8081
+    bind_address: str = "0.0.0.0"  # noqa: S104 - serves probes and metrics inside the pod
+    log_format: Literal["json", "console"] = "json"
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    leader_election: LeaderElectionConfig = Field(default_factory=LeaderElectionConfig)
+    retry_base_seconds: Annotated[float, Field(gt=0)] = 1.0
+    retry_max_seconds: Annotated[float, Field(gt=0)] = 300.0
+
+
+class Config(_Section):
+    system_namespace: DnsSubdomainName = "d8-ai-models"
+    registry: RegistryConfig = Field(default_factory=RegistryConfig)
+    worker: WorkerConfig = Field(default_factory=WorkerConfig)
+    sources: SourcesConfig = Field(default_factory=SourcesConfig)
+    upload: UploadConfig = Field(default_factory=UploadConfig)
+    catalog: CatalogConfig = Field(default_factory=CatalogConfig)
+    webhook: WebhookConfig = Field(default_factory=WebhookConfig)
+    controller: ControllerConfig = Field(default_factory=ControllerConfig)
+
+
+def _describe(error: ValidationError) -> str:
+    parts = []
+    for item in error.errors():
+        key = ".".join(str(p) for p in item["loc"]) or "(root)"
+        parts.append(f"{key}: {item['msg']}")
+    return "; ".join(parts)
+
+
+def parse_config(data: object) -> Config:
+    try:
+        return Config.model_validate(data or {})
+    except ValidationError as error:
+        raise ConfigError(f"invalid configuration: {_describe(error)}") from None
+
+
+def load_config(path: Path | None) -> Config:
+    """Reads and validates the configuration file; no path means all defaults."""
+    if path is None:
+        return Config()
+    try:
+        text = path.read_text()
+    except OSError as error:
+        raise ConfigError(f"cannot read configuration {path}: {error.strerror}") from None
+    try:
+        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except (ValueError, yaml.YAMLError) as error:
+        raise ConfigError(f"configuration {path} is not valid YAML/JSON: {error}") from None
+    return parse_config(data)

@@ -1,0 +1,193 @@
+"""Dispatch: the queue of objects waiting for a preparation slot, and the creation of a Job.
+
+A restarted controller adopts instead of duplicating: the Job's name is derived from the
+object's UID and retry value, so creating it again answers 409 and the existing Job is used.
+The retry value of the attempt is recorded on the object (annotation
+``ai.deckhouse.io/retry-value``) before the Job is created, so a Failed object is retried only
+when the user sets a new ``ai.deckhouse.io/retry``.
+"""
+
+from __future__ import annotations
+
+import base64
+import threading
+import time
+from typing import Any
+
+from controller import naming
+from controller.config import Config
+from controller.errors import AuthSecretInvalid, AuthSecretNotFound, Conflict
+from controller.jobs import JobRequest, build_job
+from controller.kube import CLUSTER_MODELS, JOBS, MODELS, SECRETS, KubeClient
+from controller.naming import ObjectKey
+
+JSON = dict[str, Any]
+ADOPTION_WINDOW_SECONDS = 120.0
+
+
+def is_finished(job: JSON) -> bool:
+    for cond in job.get("status", {}).get("conditions") or []:
+        if cond.get("type") in ("Complete", "Failed") and cond.get("status") == "True":
+            return True
+    return False
+
+
+def _retry(obj: JSON) -> str:
+    return str((obj["metadata"].get("annotations") or {}).get(naming.RETRY_ANNOTATION, ""))
+
+
+def needs_slot(obj: JSON) -> bool:
+    """Whether the object waits for (or holds) a preparation slot."""
+    meta, st = obj["metadata"], obj.get("status") or {}
+    if meta.get("deletionTimestamp") or "url" not in obj["spec"]["source"]:
+        return False
+    attempted = (meta.get("annotations") or {}).get(naming.ANNOTATION_RETRY_OF)
+    return st.get("phase") != "Ready" and not (
+        st.get("phase") == "Failed" and attempted == _retry(obj)
+    )
+
+
+class Dispatcher:
+    def __init__(self, kube: KubeClient, caches: Any, config: Config) -> None:
+        self._kube = kube
+        self._caches = caches
+        self._config = config
+        self._lock = threading.Lock()
+        self._created: dict[str, float] = {}
+        """Jobs created but perhaps not yet in the cache, so the slot count never undercounts."""
+
+    def running(self) -> int:
+        jobs = {j["metadata"]["name"]: j for j in self._caches.jobs.items()}
+        now = time.monotonic()
+        with self._lock:
+            for name, at in list(self._created.items()):
+                if name in jobs or now - at > ADOPTION_WINDOW_SECONDS:
+                    del self._created[name]
+            pending = len(self._created)
+        return pending + sum(1 for j in jobs.values() if not is_finished(j))
+
+    def queue_position(self, key: ObjectKey, obj: JSON) -> tuple[int, int, int]:
+        """``(position, waiting, running)``: 1-based place of ``obj`` among objects without a
+        Job, oldest first."""
+        system = self._config.system_namespace
+        with self._lock:
+            created = set(self._created)
+        waiting = []
+        for cache, kind in (
+            (self._caches.models, "Model"),
+            (self._caches.cluster_models, "ClusterModel"),
+        ):
+            for other in cache.items():
+                meta = other["metadata"]
+                job = naming.job_name(meta.get("uid", ""), _retry(other))
+                has_job = job in created or self._caches.job(system, job) is not None
+                if needs_slot(other) and not has_job:
+                    order = (
+                        meta.get("creationTimestamp", ""),
+                        kind,
+                        meta.get("namespace", ""),
+                        meta["name"],
+                    )
+                    waiting.append(order)
+        meta = obj["metadata"]
+        mine = (
+            meta.get("creationTimestamp", ""),
+            key.kind,
+            meta.get("namespace", ""),
+            meta["name"],
+        )
+        if mine not in waiting:
+            waiting.append(mine)
+        waiting.sort()
+        return waiting.index(mine) + 1, len(waiting), self.running()
+
+    def _copy_token(self, key: ObjectKey, obj: JSON, job: str) -> str | None:
+        ref = obj["spec"]["source"].get("authSecretRef")
+        if key.kind != "Model" or not ref:
+            return None
+        where = f"{key.namespace}/{ref['name']}"
+        secret = self._kube.get(SECRETS, ref["name"], key.namespace)
+        if secret is None:
+            raise AuthSecretNotFound(
+                f"Secret {where} named by spec.source.authSecretRef does not exist; create it "
+                "with the Hugging Face token under the key `token`"
+            )
+        token = (secret.get("data") or {}).get("token", "")
+        if not token or not base64.b64decode(token).strip():
+            raise AuthSecretInvalid(f"Secret {where} has no non-empty key `token`")
+        name = naming.token_secret_name(job)
+        body = {
+            "metadata": {"name": name, "labels": self._labels(key, obj)},
+            "type": "Opaque",
+            "data": {"token": token},
+        }
+        try:
+            self._kube.create(SECRETS, body, self._config.system_namespace)
+        except Conflict:
+            self._kube.merge_patch(
+                SECRETS, name, {"data": {"token": token}}, self._config.system_namespace
+            )
+        return name
+
+    def _labels(self, key: ObjectKey, obj: JSON) -> dict[str, str]:
+        return {
+            naming.LABEL_APP: naming.WORKER_APP,
+            naming.LABEL_OWNER_KIND: key.kind,
+            naming.LABEL_OWNER_UID: obj["metadata"]["uid"],
+        }
+
+    def create_job(self, key: ObjectKey, obj: JSON, retry: str) -> JSON:
+        """Creates (or adopts) the attempt's Job; returns the object as updated."""
+        meta, system = obj["metadata"], self._config.system_namespace
+        name = naming.job_name(meta["uid"], retry)
+        token_secret = self._copy_token(key, obj, name)
+        patch = {"metadata": {"annotations": {naming.ANNOTATION_RETRY_OF: retry}}}
+        res = MODELS if key.kind == "Model" else CLUSTER_MODELS
+        obj = self._kube.merge_patch(res, key.name, patch, key.namespace or None)
+        request = JobRequest(
+            name=name,
+            namespace=system,
+            owner_kind=key.kind,
+            owner_uid=meta["uid"],
+            owner_namespace=key.namespace,
+            owner_name=key.name,
+            retry=retry,
+            source_url=obj["spec"]["source"]["url"],
+            destination=naming.artifact_reference(
+                self._config.registry.host, self._config.registry.prefix, key, meta["uid"]
+            ),
+            token_secret=token_secret,
+            owner_reference=self._owner_reference(key, obj),
+        )
+        try:
+            job = self._kube.create(JOBS, build_job(request, self._config), system)
+        except Conflict:
+            job = self._kube.get(JOBS, name, system) or {}
+        with self._lock:
+            self._created[name] = time.monotonic()
+        if token_secret and job:
+            owner = {
+                "apiVersion": "batch/v1",
+                "kind": "Job",
+                "name": name,
+                "uid": job["metadata"]["uid"],
+            }
+            self._kube.merge_patch(
+                SECRETS, token_secret, {"metadata": {"ownerReferences": [owner]}}, system
+            )
+        return obj
+
+    @staticmethod
+    def _owner_reference(key: ObjectKey, obj: JSON) -> JSON | None:
+        # A namespaced Model cannot own an object in the system namespace; its Job is found by
+        # the owner-uid label and removed by the finalizer.
+        if key.kind != "ClusterModel":
+            return None
+        return {
+            "apiVersion": obj["apiVersion"],
+            "kind": "ClusterModel",
+            "name": key.name,
+            "uid": obj["metadata"]["uid"],
+            "controller": True,
+            "blockOwnerDeletion": False,
+        }

@@ -1,0 +1,108 @@
+"""Finalization of a Model or ClusterModel (finalizer ``ai.deckhouse.io/cleanup``).
+
+Phase ``Deleting`` while it runs: delete the preparation Jobs (their pods go with them), wait
+until no worker pod of the object runs (so nothing pushes after the cleanup), delete the
+per-object Secrets, delete the artifact's manifest from the registry — by the digest in status
+and by the UID tag, which also catches a manifest pushed by a worker that was stopped before it
+reported — and only then release the object. A registry that cannot be reached raises
+``RegistryError``: the runner retries this key with backoff; other keys are not held up.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from typing import Any
+
+from controller import naming, status
+from controller.config import Config
+from controller.errors import KubeError, RegistryError
+from controller.events import EventRecorder
+from controller.kube import CLUSTER_MODELS, JOBS, MODELS, SECRETS, KubeClient
+from controller.naming import ObjectKey
+from controller.registry import RegistryCleaner
+
+JSON = dict[str, Any]
+StatusWriter = Callable[[ObjectKey, JSON, JSON], JSON | None]
+POD_WAIT_SECONDS = 2.0
+
+
+class Finalizer:
+    def __init__(
+        self,
+        kube: KubeClient,
+        caches: Any,
+        config: Config,
+        registry: RegistryCleaner | None,
+        events: EventRecorder,
+        clock: Callable[[], str],
+    ) -> None:
+        self._kube = kube
+        self._caches = caches
+        self._config = config
+        self._registry = registry
+        self._events = events
+        self._now = clock
+
+    def _owned(self, items: list[JSON], uid: str) -> list[JSON]:
+        return [
+            o
+            for o in items
+            if (o["metadata"].get("labels") or {}).get(naming.LABEL_OWNER_UID) == uid
+        ]
+
+    def _deleting(self, key: ObjectKey, obj: JSON, write: StatusWriter, message: str) -> JSON:
+        """Writes phase Deleting with ``message``; returns the object as it now is."""
+        old = obj.get("status") or {}
+        desired = status.deleting(old, obj["metadata"].get("generation", 1), self._now(), message)
+        return write(key, obj, desired) or obj
+
+    def finalize(self, key: ObjectKey, obj: JSON, write: StatusWriter) -> float | None:
+        meta = obj["metadata"]
+        if naming.FINALIZER not in (meta.get("finalizers") or []):
+            return None
+        uid, system = meta["uid"], self._config.system_namespace
+        for job in self._owned(self._caches.jobs.items(), uid):
+            if not job["metadata"].get("deletionTimestamp"):
+                self._kube.delete(JOBS, job["metadata"]["name"], system, "Background")
+        live = [
+            p["metadata"]["name"]
+            for p in self._owned(self._caches.pods.items(), uid)
+            if p.get("status", {}).get("phase") in (None, "Pending", "Running")
+        ]
+        if live:
+            message = f"waiting for the worker pod {', '.join(sorted(live))} to stop"
+            self._deleting(key, obj, write, message)
+            return POD_WAIT_SECONDS
+        if (obj.get("status") or {}).get("phase") != "Deleting":
+            obj = self._deleting(key, obj, write, "cleaning up: Secrets and the artifact")
+        secrets, _ = self._kube.list(SECRETS, system, f"{naming.LABEL_OWNER_UID}={uid}")
+        for secret in secrets:
+            self._kube.delete(SECRETS, secret["metadata"]["name"], system)
+        self._delete_artifact(key, obj, write)
+        self._release(key, obj)
+        self._events.emit(obj, "Normal", "Deleted", "preparation Job, Secrets and artifact removed")
+        return None
+
+    def _delete_artifact(self, key: ObjectKey, obj: JSON, write: StatusWriter) -> None:
+        if self._registry is None:
+            return
+        uid = obj["metadata"]["uid"]
+        repository = naming.repository(self._config.registry.prefix, key, uid)
+        digest = ((obj.get("status") or {}).get("artifact") or {}).get("digest")
+        try:
+            tagged = self._registry.resolve(repository, uid)
+            for target in sorted({d for d in (digest, tagged) if d}):
+                self._registry.delete(repository, target)
+        except RegistryError as error:
+            message = f"waiting for the registry to delete the artifact: {error}"
+            with contextlib.suppress(KubeError):  # the registry's error is the one to retry on
+                self._deleting(key, obj, write, message)
+            raise
+
+    def _release(self, key: ObjectKey, obj: JSON) -> None:
+        meta = obj["metadata"]
+        rest = [f for f in meta.get("finalizers") or [] if f != naming.FINALIZER]
+        patch = {"metadata": {"finalizers": rest, "resourceVersion": meta["resourceVersion"]}}
+        res = MODELS if key.kind == "Model" else CLUSTER_MODELS
+        self._kube.merge_patch(res, key.name, patch, key.namespace or None)

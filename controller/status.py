@@ -1,0 +1,168 @@
+"""The status the controller writes (DESIGN.md §3): phases, the three conditions, progress.
+
+Pure builders, one per situation, each returning the complete desired ``status`` dict. The
+reconciler compares it with the current status and writes only when they differ; a condition
+whose status did not change keeps its ``lastTransitionTime``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from controller import humanize
+from controller.workerpod import Progress, WorkerResult
+
+JSON = dict[str, Any]
+READY, ARTIFACT, METADATA = "Ready", "ArtifactResolved", "MetadataResolved"
+# Without these the model is not described enough to choose a runtime for it.
+ESSENTIAL_METADATA = ("architecture", "format", "parameter_count")
+
+
+@dataclass(frozen=True)
+class Cond:
+    type: str
+    status: str
+    reason: str
+    message: str
+
+
+def _conditions(old: JSON, conds: list[Cond], generation: int, now: str) -> list[JSON]:
+    previous = {c.get("type"): c for c in old.get("conditions") or []}
+    out = []
+    for cond in conds:
+        before = previous.get(cond.type, {})
+        changed = before.get("status") != cond.status
+        out.append(
+            {
+                "type": cond.type,
+                "status": cond.status,
+                "reason": cond.reason,
+                "message": cond.message,
+                "observedGeneration": generation,
+                "lastTransitionTime": now if changed else before.get("lastTransitionTime", now),
+            }
+        )
+    return out
+
+
+def build(
+    old: JSON, generation: int, now: str, phase: str, conds: list[Cond], **fields: Any
+) -> JSON:
+    status: JSON = {"phase": phase, "observedGeneration": generation}
+    status["conditions"] = _conditions(old, conds, generation, now)
+    if "upload" in old:
+        status["upload"] = old["upload"]
+    status.update({k: v for k, v in fields.items() if v is not None})
+    return status
+
+
+def _waiting(reason: str, message: str) -> list[Cond]:
+    return [
+        Cond(READY, "False", reason, message),
+        Cond(ARTIFACT, "False", reason, "the artifact is not published yet"),
+        Cond(METADATA, "Unknown", reason, "the source has not been inspected yet"),
+    ]
+
+
+def queued(
+    old: JSON, gen: int, now: str, position: int, waiting: int, running: int, limit: int
+) -> JSON:
+    message = (
+        f"queued: position {position} of {waiting} waiting for a preparation slot "
+        f"({running} of {limit} running; worker.maxConcurrent={limit})"
+    )
+    return build(old, gen, now, "Pending", _waiting("Queued", message))
+
+
+def blocked(old: JSON, gen: int, now: str, reason: str, message: str) -> JSON:
+    return build(old, gen, now, "Pending", _waiting(reason, message))
+
+
+def progress_message(progress: Progress | None) -> str:
+    if progress is None:
+        return "the preparation Job is starting"
+    stage = progress.stage or "preparing"
+    if progress.bytes_total:
+        done = progress.bytes_done or 0
+        parts = [
+            f"{humanize.size(done)} of {humanize.size(progress.bytes_total)} ({progress.percent}%)"
+        ]
+        if progress.bytes_per_second:
+            parts.append(f"{humanize.size(progress.bytes_per_second)}/s")
+            left = max(progress.bytes_total - done, 0) / progress.bytes_per_second
+            parts.append(f"ETA {humanize.duration(left)}")
+        where = f" {progress.file}" if progress.file else ""
+        return f"{stage}{where}: " + ", ".join(parts)
+    return f"{stage} ({progress.percent}%)"
+
+
+def publishing(
+    old: JSON,
+    gen: int,
+    now: str,
+    progress: Progress | None,
+    retry_note: str | None,
+    reason: str = "Publishing",
+) -> JSON:
+    message = progress_message(progress)
+    if retry_note:
+        message = f"{retry_note}; {message}"
+    percent = f"{min(progress.percent, 99)}%" if progress else None
+    conds = [
+        Cond(READY, "False", reason, message),
+        Cond(ARTIFACT, "False", "Publishing", "the artifact is being published"),
+        Cond(METADATA, "Unknown", "Publishing", "the source is being inspected"),
+    ]
+    return build(old, gen, now, "Publishing", conds, progress=percent)
+
+
+def ready(old: JSON, gen: int, now: str, result: WorkerResult) -> JSON:
+    artifact = result.artifact
+    size = humanize.size(artifact.size_bytes or 0)
+    missing = [name for name in ESSENTIAL_METADATA if getattr(result.resolved, name) is None]
+    if missing:
+        metadata = Cond(
+            METADATA, "True", "MetadataPartial", "not found in the source: " + ", ".join(missing)
+        )
+    else:
+        metadata = Cond(
+            METADATA, "True", "MetadataResolved", "metadata resolved from the source headers"
+        )
+    conds = [
+        Cond(READY, "True", "Published", f"published {artifact.digest} ({size})"),
+        Cond(ARTIFACT, "True", "ArtifactPublished", f"{artifact.digest} ({size})"),
+        metadata,
+    ]
+    return build(
+        old,
+        gen,
+        now,
+        "Ready",
+        conds,
+        artifact=artifact.model_dump(mode="json", by_alias=True, exclude_none=True),
+        resolved=result.resolved.model_dump(mode="json", by_alias=True, exclude_none=True),
+        source=result.source.model_dump(mode="json", by_alias=True, exclude_none=True),
+    )
+
+
+def failed(old: JSON, gen: int, now: str, reason: str, message: str) -> JSON:
+    conds = [
+        Cond(READY, "False", reason, message),
+        Cond(ARTIFACT, "False", reason, "the artifact was not published"),
+        Cond(METADATA, "Unknown", reason, "the preparation failed"),
+    ]
+    return build(old, gen, now, "Failed", conds, source=old.get("source"))
+
+
+def deleting(old: JSON, gen: int, now: str, message: str) -> JSON:
+    conds = [
+        Cond(READY, "False", "Deleting", message),
+        Cond(ARTIFACT, "False", "Deleting", message),
+        Cond(METADATA, "Unknown", "Deleting", message),
+    ]
+    return build(old, gen, now, "Deleting", conds)
+
+
+def same(a: JSON, b: JSON) -> bool:
+    return a == b
