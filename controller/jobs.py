@@ -98,7 +98,7 @@ def _env(request: JobRequest, config: Config) -> list[dict[str, Any]]:
     if config.registry.insecure:
         env.append({"name": "AI_MODELS_REGISTRY_INSECURE", "value": "true"})
     if config.sources.ca_secret_name:
-        env.append({"name": "AI_MODELS_SOURCE_CA", "value": f"{SECRETS_ROOT}/source-ca/ca.crt"})
+        env.append({"name": "SOURCES_CA_BUNDLE", "value": f"{SECRETS_ROOT}/source-ca/ca.crt"})
     return env
 
 

@@ -1,0 +1,78 @@
+"""The configuration: defaults are safe, an invalid file names the key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from controller.config import ConfigError, load_config, parse_config
+from controller.naming import ObjectKey, artifact_reference, job_name, repository
+
+
+def test_defaults() -> None:
+    config = parse_config({})
+    assert config.system_namespace == "d8-ai-models"
+    assert config.worker.max_concurrent == 2
+    assert config.worker.workspace.empty_dir is not None
+    assert config.registry.insecure is False
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (
+            {"worker": {"maxConcurrent": 0}},
+            "worker.maxConcurrent: Input should be greater than or equal to 1",
+        ),
+        (
+            {"worker": {"nodeSelector": "gpu"}},
+            "worker.nodeSelector: Input should be a valid dictionary",
+        ),
+        ({"registry": {"hots": "x"}}, "registry.hots: Extra inputs are not permitted"),
+        ({"registry": {"prefix": "/abs"}}, "registry.prefix: Value error, must be a relative path"),
+        ({"systemNamespace": "Bad_NS"}, "systemNamespace: String should match pattern"),
+        (
+            {"worker": {"workspace": {"emptyDir": {}, "ephemeral": {}}}},
+            "set either emptyDir or ephemeral",
+        ),
+    ],
+)
+def test_invalid_configuration_names_the_key(data: object, message: str) -> None:
+    with pytest.raises(ConfigError, match="invalid configuration") as caught:
+        parse_config(data)
+    assert message in str(caught.value)
+
+
+def test_load_config_reports_unreadable_and_malformed_files(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read configuration"):
+        load_config(tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("worker: [unclosed")
+    with pytest.raises(ConfigError, match="is not valid YAML/JSON"):
+        load_config(bad)
+
+
+def test_job_names_are_deterministic_and_label_safe() -> None:
+    uid = "0b7f6c1e-2d3a-4c5b-9e8f-112233445566"
+    assert job_name(uid, "") == f"prepare-{uid}"
+    assert job_name(uid, "1") == job_name(uid, "1")
+    assert job_name(uid, "1") != job_name(uid, "2")
+    assert len(job_name(uid, "any retry value")) == 53
+
+
+def test_repository_names_and_the_length_fallback() -> None:
+    uid = "u-1"
+    assert repository("ai-models", ObjectKey("Model", "ns", "m"), uid) == "ai-models/model/ns/m"
+    assert (
+        repository("ai-models", ObjectKey("ClusterModel", "", "m"), uid)
+        == "ai-models/clustermodel/m"
+    )
+    long_name = "n" * 253
+    assert (
+        repository("ai-models", ObjectKey("Model", "ns", long_name), uid) == "ai-models/model/u-1"
+    )
+    assert (
+        artifact_reference("r:5000", "p", ObjectKey("Model", "ns", "m"), uid)
+        == "r:5000/p/model/ns/m:u-1"
+    )

@@ -1,0 +1,84 @@
+"""Status builders: phases, conditions, progress text, transition times."""
+
+from __future__ import annotations
+
+from controller import status
+from controller.workerpod import Progress, WorkerResult
+
+T0, T1 = "2026-11-26T10:00:00Z", "2026-11-26T10:05:00Z"
+
+
+def conditions(st: dict) -> dict[str, tuple[str, str, str]]:  # type: ignore[type-arg]
+    return {c["type"]: (c["status"], c["reason"], c["message"]) for c in st["conditions"]}
+
+
+def test_progress_message_has_bytes_rate_eta_and_file() -> None:
+    progress = Progress(52, "transfer", 47_290_000, 90_900_000, 12_900_000.0, "model.safetensors")
+    assert status.progress_message(progress) == (
+        "transfer model.safetensors: 45.1 MiB of 86.7 MiB (52%), 12.3 MiB/s, ETA 3s"
+    )
+
+
+def test_publishing_never_shows_100_percent() -> None:
+    st = status.publishing({}, 1, T0, Progress(100, "manifest"), None)
+    assert st["progress"] == "99%"
+    assert st["phase"] == "Publishing"
+
+
+def test_retry_note_leads_the_message_and_reason_is_the_transient_one() -> None:
+    st = status.publishing(
+        {}, 3, T0, None, "retrying (attempt 2/4): RegistryUnavailable: 503", "RegistryUnavailable"
+    )
+    assert conditions(st)["Ready"] == (
+        "False",
+        "RegistryUnavailable",
+        "retrying (attempt 2/4): RegistryUnavailable: 503; the preparation Job is starting",
+    )
+    assert all(c["observedGeneration"] == 3 for c in st["conditions"])
+    assert st["observedGeneration"] == 3
+
+
+def test_transition_time_kept_while_status_unchanged() -> None:
+    first = status.publishing({}, 1, T0, Progress(10), None)
+    second = status.publishing(first, 1, T1, Progress(20), None)
+    assert [c["lastTransitionTime"] for c in second["conditions"]] == [T0, T0, T0]
+    result = WorkerResult.model_validate(
+        {
+            "artifact": {
+                "kind": "OCI",
+                "digest": "sha256:" + "a" * 64,
+                "mediaType": "m",
+                "sizeBytes": 2048,
+            },
+            "resolved": {"format": "GGUF"},
+            "source": {"resolvedType": "Ollama"},
+        }
+    )
+    ready = status.ready(second, 1, T1, result)
+    assert conditions(ready)["Ready"] == (
+        "True",
+        "Published",
+        f"published sha256:{'a' * 64} (2.0 KiB)",
+    )
+    assert conditions(ready)["MetadataResolved"] == (
+        "True",
+        "MetadataPartial",
+        "not found in the source: architecture, parameter_count",
+    )
+    assert "progress" not in ready
+    assert [c["lastTransitionTime"] for c in ready["conditions"]] == [T1, T1, T1]
+
+
+def test_queued_message_says_position_and_limit() -> None:
+    st = status.queued({}, 1, T0, 2, 5, 2, 2)
+    assert st["phase"] == "Pending"
+    assert conditions(st)["Ready"] == (
+        "False",
+        "Queued",
+        "queued: position 2 of 5 waiting for a preparation slot (2 of 2 running; worker.maxConcurrent=2)",
+    )
+
+
+def test_upload_block_is_preserved() -> None:
+    old = {"upload": {"secretName": "s", "secretNamespace": "n"}}
+    assert status.failed(old, 1, T0, "UploadExpired", "m")["upload"] == old["upload"]

@@ -1,0 +1,126 @@
+"""``ai-models-worker``: prepare, inspect, materialize.
+
+    ai-models-worker prepare SOURCE --to DEST      source → ModelPack artifact (registry or dir)
+    ai-models-worker inspect SOURCE                metadata only, no weight download
+    ai-models-worker materialize REF --to DIR      artifact (by digest) → files in a directory
+
+SOURCE: ``https://huggingface.co/<org>/<repo>[/tree/<rev>][?revision=…][&file=<name>.gguf]``,
+``https://ollama.com/library/<name>[:tag]``, or a local directory / ``.gguf`` / ``.safetensors``.
+DEST / REF: ``host[:port]/repository[:tag|@digest]`` or a local OCI layout directory (absolute
+or ``./…``).
+
+Success prints one JSON line on stdout (for ``prepare``: ``{artifact, resolved, source}``, the
+exact shapes of the status fields) and exits 0. Failure prints ``{"reason", "message"}`` on
+stdout, writes it to the termination log, and exits 2 when permanent (fix the source) or 1 when
+transient (retry). Logs go to stderr: JSON in a pod, readable lines on a terminal.
+
+Environment (set by the controller's Job; all optional on a laptop):
+``POD_NAME``/``POD_NAMESPACE`` (report progress and the result on this pod), ``HF_ENDPOINT``,
+``HF_TOKEN`` or ``HF_TOKEN_PATH``, ``OLLAMA_REGISTRY``, ``SOURCES_CA_BUNDLE``,
+``DOCKER_CONFIG`` (directory with ``config.json``: registry credentials),
+``AI_MODELS_REGISTRY_CA``, ``AI_MODELS_REGISTRY_INSECURE``, ``AI_MODELS_WORKSPACE``,
+``AI_MODELS_PROGRESS_INTERVAL``, ``AI_MODELS_TRANSFER_CONCURRENCY``, ``AI_MODELS_TERMINATION_LOG``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from worker.errors import PERMANENT_EXIT_CODE, TRANSIENT_EXIT_CODE, WorkerError
+
+log = structlog.get_logger("worker")
+TERMINATION_LOG = "/dev/termination-log"
+
+
+def configure_logging() -> None:
+    tty = sys.stderr.isatty()
+    renderer: Any = (
+        structlog.dev.ConsoleRenderer(colors=False) if tty else structlog.processors.JSONRenderer()
+    )
+    structlog.configure(
+        processors=[
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(logging.INFO),
+        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+    )
+
+
+def write_termination(payload: dict[str, str]) -> None:
+    path = Path(os.environ.get("AI_MODELS_TERMINATION_LOG", TERMINATION_LOG))
+    try:
+        with path.open("w") as handle:
+            handle.write(json.dumps(payload, ensure_ascii=True))
+    except OSError:
+        pass  # not in a pod (or not writable): stdout carries the same JSON
+
+
+def emit(payload: dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps(payload, sort_keys=True) + "\n")
+    sys.stdout.flush()
+
+
+def fail(error: WorkerError) -> int:
+    payload = error.to_termination_message()
+    log.error(
+        "preparation failed",
+        reason=payload["reason"],
+        message=payload["message"],
+        permanent=error.permanent,
+    )
+    write_termination(payload)
+    emit(payload)
+    return PERMANENT_EXIT_CODE if error.permanent else TRANSIENT_EXIT_CODE
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ai-models-worker", description="Prepare AI models as ModelPack OCI artifacts."
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    prepare = commands.add_parser("prepare", help="source → ModelPack artifact")
+    prepare.add_argument("source")
+    prepare.add_argument("--to", dest="dest", required=True, help="registry reference or directory")
+    inspect = commands.add_parser(
+        "inspect", help="print resolved metadata without downloading weights"
+    )
+    inspect.add_argument("source")
+    materialize = commands.add_parser("materialize", help="artifact → directory")
+    materialize.add_argument("ref")
+    materialize.add_argument("--to", dest="dest", required=True, type=Path)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    configure_logging()
+    from worker import commands  # the heavy imports wait until the arguments are valid
+
+    try:
+        if args.command == "prepare":
+            emit(commands.prepare(args.source, args.dest))
+        elif args.command == "inspect":
+            emit(commands.inspect(args.source))
+        else:
+            emit(commands.materialize(args.ref, args.dest))
+    except WorkerError as error:
+        return fail(error)
+    except KeyboardInterrupt:
+        return 130
+    except Exception as error:
+        log.exception("unexpected failure")
+        payload = {"reason": "WorkerCrashed", "message": f"{type(error).__name__}: {error}"[:2000]}
+        write_termination(payload)
+        emit(payload)
+        return TRANSIENT_EXIT_CODE
+    return 0

@@ -1,0 +1,138 @@
+"""The three commands, wired from the parts: sources → inspection → publish / materialize.
+
+Each returns the JSON-ready dict the CLI prints; failures are ``WorkerError``s.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from worker.inspect.resolve import inspect_source
+from worker.oci.materialize import materialize as pull
+from worker.oci.publish import publish
+from worker.oci.target import parse_destination
+from worker.podreport import patch_with_retries, pod_annotator_from_env
+from worker.progress import ANNOTATION_PROGRESS, ProgressReporter
+from worker.sources import open_source
+from worker.sources.settings import SourceSettings
+
+ANNOTATION_RESULT = "ai.deckhouse.io/result"
+TRUE = frozenset({"1", "true", "yes", "on"})
+log = structlog.get_logger("worker")
+
+
+def _env_path(name: str) -> Path | None:
+    value = os.environ.get(name)
+    return Path(value) if value else None
+
+
+def registry_options() -> dict[str, Any]:
+    docker_config = _env_path("DOCKER_CONFIG")
+    return {
+        "insecure": os.environ.get("AI_MODELS_REGISTRY_INSECURE", "").lower() in TRUE,
+        "ca_file": _env_path("AI_MODELS_REGISTRY_CA"),
+        "auth_file": docker_config / "config.json" if docker_config else None,
+    }
+
+
+def _float_env(name: str, default: float) -> float:
+    try:
+        return float(os.environ.get(name, default))
+    except ValueError:
+        return default
+
+
+def _files(plan: Any) -> list[dict[str, Any]]:
+    return [
+        {
+            "path": f.path,
+            "size": f.size,
+            "role": f.role,
+            **({"sha256": f.sha256} if f.sha256 else {}),
+        }
+        for f in plan.files
+    ]
+
+
+def inspect(spec: str) -> dict[str, Any]:
+    source = open_source(spec, SourceSettings.from_env())
+    inspection = inspect_source(source)
+    return {
+        "resolved": inspection.resolved.to_wire(),
+        "source": inspection.source_status.to_wire(),
+        "files": _files(inspection.plan),
+        "notes": list(inspection.plan.notes),
+    }
+
+
+def prepare(spec: str, dest: str) -> dict[str, Any]:
+    annotator = pod_annotator_from_env()
+    interval = _float_env("AI_MODELS_PROGRESS_INTERVAL", 2.0)
+    concurrency = int(_float_env("AI_MODELS_TRANSFER_CONCURRENCY", 3))
+    source = open_source(spec, SourceSettings.from_env())
+    starting = ProgressReporter(0, annotator, interval=interval)
+    starting.stage("inspecting")
+    inspection = inspect_source(source)
+    plan = inspection.plan
+    log.info(
+        "inspected",
+        source=spec,
+        revision=plan.revision,
+        format=plan.format,
+        files=len(plan.files),
+        bytes=plan.total_bytes,
+        notes=list(plan.notes),
+        resolved=inspection.resolved.to_wire(),
+    )
+    workspace = Path(os.environ.get("AI_MODELS_WORKSPACE", "."))
+    target = parse_destination(dest, upload_state=_upload_state(workspace), **registry_options())
+    reporter = ProgressReporter(plan.total_bytes, annotator, interval=interval)
+    artifact = publish(
+        plan, source, inspection.resolved, target, progress=reporter, concurrency=concurrency
+    )
+    result = {
+        "artifact": {
+            "kind": "OCI",
+            "digest": artifact.digest,
+            "mediaType": artifact.media_type,
+            "sizeBytes": artifact.size_bytes,
+        },
+        "resolved": inspection.resolved.to_wire(),
+        "source": inspection.source_status.to_wire(),
+    }
+    log.info(
+        "published", reference=artifact.reference, digest=artifact.digest, size=artifact.size_bytes
+    )
+    if annotator is not None:
+        patch_with_retries(
+            annotator,
+            {ANNOTATION_PROGRESS: "100", ANNOTATION_RESULT: json.dumps(result, sort_keys=True)},
+        )
+    return result
+
+
+def _upload_state(workspace: Path) -> Path | None:
+    directory = workspace / ".ai-models"
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return None
+    return directory / "uploads.json"
+
+
+def materialize(ref: str, dest: Path) -> dict[str, Any]:
+    done = pull(ref, dest, **registry_options())
+    return {
+        "reference": done.reference,
+        "digest": done.digest,
+        "directory": str(done.directory),
+        "files": [
+            {"path": f.path, "size": f.size, "digest": f.digest, "skipped": f.skipped}
+            for f in done.files
+        ],
+    }
