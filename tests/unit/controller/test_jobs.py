@@ -68,7 +68,9 @@ def request(**overrides: Any) -> JobRequest:
         "owner_name": "all-minilm-l6-v2",
         "retry": "",
         "source_url": "https://huggingface.co/sentence-transformers/all-MiniLM-L6-v2",
-        "destination": f"registry.example.internal:5000/ai-models/model/team-a/all-minilm-l6-v2:{UID}",
+        "destination": (
+            f"registry.example.internal:5000/ai-models/model/team-a/all-minilm-l6-v2:{UID}"
+        ),
     }
     fields.update(overrides)
     return JobRequest(**fields)

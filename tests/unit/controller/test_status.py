@@ -75,7 +75,8 @@ def test_queued_message_says_position_and_limit() -> None:
     assert conditions(st)["Ready"] == (
         "False",
         "Queued",
-        "queued: position 2 of 5 waiting for a preparation slot (2 of 2 running; worker.maxConcurrent=2)",
+        "queued: position 2 of 5 waiting for a preparation slot "
+        "(2 of 2 running; worker.maxConcurrent=2)",
     )
 
 
