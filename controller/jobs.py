@@ -8,6 +8,7 @@ The worker reads this contract: ``worker/cli.py`` documents the same variables.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,11 @@ import yaml
 
 from controller.config import Config
 
-TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+# In the image the templates are copied next to the venv (Dockerfile.controller); from a
+# checkout they are the repository's templates/ directory.
+TEMPLATES = Path(
+    os.environ.get("AI_MODELS_TEMPLATES", Path(__file__).resolve().parent.parent / "templates")
+)
 JOB_TEMPLATE = "preparation-job.yaml.j2"
 SECRETS_ROOT = "/var/run/ai-models"
 WORKSPACE_PATH = "/workspace"

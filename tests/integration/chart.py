@@ -1,0 +1,70 @@
+"""Helpers of the chart tests: the pinned helm binary and rendering."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+CHART = REPO / "helm" / "ai-models"
+
+
+def helm_binary() -> Path:
+    out = subprocess.run(
+        [str(REPO / "hack" / "install-helm.sh")], capture_output=True, text=True, check=True
+    )
+    return Path(out.stdout.strip().splitlines()[-1])
+
+
+def helm(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(helm_binary()), *args], capture_output=True, text=True, check=False)
+
+
+def render(
+    namespace: str = "d8-ai-models", *values: Path, sets: tuple[str, ...] = ()
+) -> list[dict[str, Any]]:
+    args = ["template", "ai-models", str(CHART), "-n", namespace]
+    for path in values:
+        args += ["-f", str(path)]
+    for item in sets:
+        args += ["--set", item]
+    result = helm(*args)
+    assert result.returncode == 0, result.stderr
+    return [d for d in yaml.safe_load_all(result.stdout) if d]
+
+
+def find(docs: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
+    return next(d for d in docs if d["kind"] == kind and d["metadata"]["name"] == name)
+
+
+def install(
+    plane: Any, namespace: str, sets: tuple[str, ...] = (), values: tuple[Path, ...] = ()
+) -> list[dict[str, Any]]:
+    """Applies the rendered chart (CRDs included) into ``namespace`` as the cluster admin would."""
+    plane.kubectl_run("create", "namespace", namespace)
+    args = ["template", "ai-models", str(CHART), "-n", namespace, "--include-crds"]
+    for path in values:
+        args += ["-f", str(path)]
+    for item in sets:
+        args += ["--set", item]
+    result = helm(*args)
+    assert result.returncode == 0, result.stderr
+    applied = plane.kubectl_run(
+        "apply",
+        "--server-side",
+        "--force-conflicts",
+        "-n",
+        namespace,
+        "-f",
+        "-",
+        stdin=result.stdout,
+    )
+    assert applied.returncode == 0, applied.stderr
+    waited = plane.kubectl_run(
+        "wait", "--for=condition=Established", "--timeout=60s", "crd", "--all"
+    )
+    assert waited.returncode == 0, waited.stderr
+    return [d for d in yaml.safe_load_all(result.stdout) if d]

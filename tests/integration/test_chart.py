@@ -1,0 +1,136 @@
+"""The Helm chart: lint, render, schema, the configuration it renders, and its manifests on the
+real API server (server-side dry run, then applied)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from controller.config import parse_config
+from controller.jobs import JobRequest, build_job
+from tests.ground.controlplane import ControlPlane
+from tests.integration.chart import CHART, REPO, find, helm, render
+
+PLACEMENT = REPO / "tests" / "data" / "values-placement.yaml"
+SYSTEM_NAMESPACE = "d8-ai-models"
+
+
+def test_helm_lint_strict() -> None:
+    result = helm("lint", "--strict", str(CHART))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "1 chart(s) linted, 0 chart(s) failed" in result.stdout
+
+
+def test_chart_crds_are_the_generated_ones() -> None:
+    for path in sorted((REPO / "crds").glob("*.yaml")):
+        assert (CHART / "crds" / path.name).read_text() == path.read_text()
+
+
+def test_defaults_render_the_in_cluster_registry_and_a_valid_config() -> None:
+    docs = render()
+    kinds = sorted({d["kind"] for d in docs})
+    assert kinds == [
+        "ClusterRole", "ClusterRoleBinding", "ConfigMap", "Deployment", "PersistentVolumeClaim",
+        "PodDisruptionBudget", "Role", "RoleBinding", "Service", "ServiceAccount",
+        "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding",
+    ]  # fmt: skip
+    config = parse_config(
+        yaml.safe_load(find(docs, "ConfigMap", "ai-models-controller")["data"]["config.yaml"])
+    )
+    assert config.registry.host == "ai-models-registry.d8-ai-models.svc:5000"
+    assert config.registry.insecure is True
+    assert config.system_namespace == "d8-ai-models"
+    deployment = find(docs, "Deployment", "ai-models-controller")
+    assert deployment["spec"]["replicas"] == 2
+
+
+def test_placement_values_reach_the_job_the_controller_renders() -> None:
+    docs = render("d8-ai-models", PLACEMENT)
+    assert not [d for d in docs if d["metadata"]["name"] == "ai-models-registry"]
+    config = parse_config(
+        yaml.safe_load(find(docs, "ConfigMap", "ai-models-controller")["data"]["config.yaml"])
+    )
+    values = yaml.safe_load(PLACEMENT.read_text())["worker"]
+    request = JobRequest(
+        "prepare-u", "d8-ai-models", "Model", "u", "ns", "m", "", "https://hf.co/a/b", "r/x:u"
+    )
+    pod = build_job(request, config)["spec"]["template"]["spec"]
+    assert pod["nodeSelector"] == values["nodeSelector"]
+    assert pod["tolerations"] == values["tolerations"]
+    assert pod["affinity"] == values["affinity"]
+    assert pod["priorityClassName"] == values["priorityClassName"]
+    assert pod["containers"][0]["resources"] == values["resources"]
+    assert pod["containers"][0]["image"] == "registry.example.com/ai-models/worker:0.1.0"
+    workspace = next(v for v in pod["volumes"] if v["name"] == "workspace")
+    assert workspace["ephemeral"]["volumeClaimTemplate"]["spec"]["storageClassName"] == "fast-nvme"
+    assert config.registry.host == "registry.example.com"
+    assert config.registry.insecure is False
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        (
+            "worker.nodeSelector=gpu",
+            "worker.nodeSelector: Invalid type. Expected: object, given: string",
+        ),
+        ("worker.maxConcurrent=0", "worker.maxConcurrent: Must be greater than or equal to 1"),
+        ("worker.nodeSelectr.x=y", "Additional property nodeSelectr is not allowed"),
+        (
+            "controller.logFormat=xml",
+            "controller.logFormat: controller.logFormat must be one of the following",
+        ),
+    ],
+)
+def test_schema_rejects_wrong_values_with_a_clear_message(setting: str, message: str) -> None:
+    result = helm("template", "ai-models", str(CHART), "--set", setting)
+    assert result.returncode != 0
+    assert message in result.stderr, result.stderr
+
+
+def test_rendered_manifests_pass_server_dry_run_then_apply(
+    control_plane: ControlPlane, tmp_path: Path
+) -> None:
+    namespace = SYSTEM_NAMESPACE
+    control_plane.kubectl_run("create", "namespace", namespace)
+    manifests = tmp_path / "chart.yaml"
+    rendered = helm(
+        "template", "ai-models", str(CHART), "-n", namespace, "--include-crds", "-f", str(PLACEMENT)
+    )
+    assert rendered.returncode == 0, rendered.stderr
+    manifests.write_text(rendered.stdout)
+    dry = control_plane.kubectl_run(
+        "apply", "--server-side", "--dry-run=server", "-n", namespace, "-f", str(manifests)
+    )
+    assert dry.returncode == 0, dry.stderr
+    assert "serverside-applied (server dry run)" in dry.stdout
+    applied = control_plane.kubectl_run(
+        "apply", "--server-side", "--force-conflicts", "-n", namespace, "-f", str(manifests)
+    )
+    assert applied.returncode == 0, applied.stderr
+    got = control_plane.kubectl_run(
+        "get", "deployment,serviceaccount,role", "-n", namespace, "-o", "name"
+    )
+    assert sorted(got.stdout.split()) == [
+        "deployment.apps/ai-models-controller",
+        "role.rbac.authorization.k8s.io/ai-models-controller",
+        "role.rbac.authorization.k8s.io/ai-models-worker",
+        "serviceaccount/ai-models-controller",
+        "serviceaccount/ai-models-worker",
+        "serviceaccount/default",
+    ]
+
+
+def test_dockerfiles_pass_hadolint() -> None:
+    hadolint = REPO / ".venv" / "bin" / "hadolint"
+    for name in ("Dockerfile.worker", "Dockerfile.controller"):
+        result = subprocess.run([str(hadolint), str(REPO / name)], capture_output=True, text=True)
+        assert result.returncode == 0, f"{name}: {result.stdout}{result.stderr}"
+
+
+def test_json_schema_is_valid_json() -> None:
+    json.loads((CHART / "values.schema.json").read_text())
