@@ -47,6 +47,11 @@ def needs_slot(obj: JSON) -> bool:
     )
 
 
+def _order(kind: str, obj: JSON) -> tuple[str, ...]:
+    meta = obj["metadata"]
+    return (meta.get("creationTimestamp", ""), kind, meta.get("namespace") or "", meta["name"])
+
+
 class Dispatcher:
     def __init__(self, kube: KubeClient, caches: Any, config: Config) -> None:
         self._kube = kube
@@ -55,6 +60,8 @@ class Dispatcher:
         self._lock = threading.Lock()
         self._created: dict[str, float] = {}
         """Jobs created but perhaps not yet in the cache, so the slot count never undercounts."""
+        self._version = 0
+        self._order: tuple[int, dict[tuple[str, ...], int]] | None = None
 
     def running(self) -> int:
         jobs = {j["metadata"]["name"]: j for j in self._caches.jobs.items()}
@@ -66,40 +73,43 @@ class Dispatcher:
             pending = len(self._created)
         return pending + sum(1 for j in jobs.values() if not is_finished(j))
 
-    def queue_position(self, key: ObjectKey, obj: JSON) -> tuple[int, int, int]:
-        """``(position, waiting, running)``: 1-based place of ``obj`` among objects without a
-        Job, oldest first."""
-        system = self._config.system_namespace
+    def invalidate(self) -> None:
+        """Called by the event handlers on any Model or Job change: the queue may differ."""
         with self._lock:
-            created = set(self._created)
+            self._version += 1
+
+    def _waiting(self) -> dict[tuple[str, ...], int]:
+        """Objects without a Job, oldest first → their 1-based place; recomputed only after a
+        change (a burst of 1,000 reconciles must not sort 1,000 objects each)."""
+        with self._lock:
+            if self._order is not None and self._order[0] == self._version:
+                return self._order[1]
+            version, created = self._version, set(self._created)
+        system = self._config.system_namespace
         waiting = []
         for cache, kind in (
             (self._caches.models, "Model"),
             (self._caches.cluster_models, "ClusterModel"),
         ):
             for other in cache.items():
-                meta = other["metadata"]
-                job = naming.job_name(meta.get("uid", ""), _retry(other))
+                job = naming.job_name(other["metadata"].get("uid", ""), _retry(other))
                 has_job = job in created or self._caches.job(system, job) is not None
                 if needs_slot(other) and not has_job:
-                    order = (
-                        meta.get("creationTimestamp", ""),
-                        kind,
-                        meta.get("namespace", ""),
-                        meta["name"],
-                    )
-                    waiting.append(order)
-        meta = obj["metadata"]
-        mine = (
-            meta.get("creationTimestamp", ""),
-            key.kind,
-            meta.get("namespace", ""),
-            meta["name"],
-        )
-        if mine not in waiting:
-            waiting.append(mine)
-        waiting.sort()
-        return waiting.index(mine) + 1, len(waiting), self.running()
+                    waiting.append(_order(kind, other))
+        places = {entry: i + 1 for i, entry in enumerate(sorted(waiting))}
+        with self._lock:
+            self._order = (version, places)
+        return places
+
+    def queue_position(self, key: ObjectKey, obj: JSON) -> tuple[int, int]:
+        """``(position, running)``: the 1-based place of ``obj`` among the objects waiting for
+        a slot, oldest first, and the number of preparations running."""
+        places = self._waiting()
+        mine = _order(key.kind, obj)
+        position = places.get(mine)
+        if position is None:  # not in the snapshot yet: behind everyone older
+            position = 1 + sum(1 for entry in places if entry < mine)
+        return position, self.running()
 
     def _copy_token(self, key: ObjectKey, obj: JSON, job: str) -> str | None:
         ref = obj["spec"]["source"].get("authSecretRef")
@@ -165,6 +175,7 @@ class Dispatcher:
             job = self._kube.get(JOBS, name, system) or {}
         with self._lock:
             self._created[name] = time.monotonic()
+            self._version += 1
         if token_secret and job:
             owner = {
                 "apiVersion": "batch/v1",

@@ -102,6 +102,7 @@ class Manager:
                     self._uids.pop(meta.get("uid", ""), None)
                 else:
                     self._uids[meta.get("uid", "")] = key
+            self.dispatcher.invalidate()
             self.queue.add(key)
 
         return handle
@@ -112,6 +113,7 @@ class Manager:
             return self._uids.get(uid)
 
     def _on_job(self, event: str, obj: JSON) -> None:
+        self.dispatcher.invalidate()
         key = self._owner(obj)
         if key is not None:
             self.queue.add(key)

@@ -32,7 +32,7 @@ JSON = dict[str, Any]
 log = structlog.get_logger("reconciler")
 UNSUPPORTED_SOURCES = ("upload", "catalog")
 BLOCKED_RECHECK_SECONDS = 30.0
-QUEUED_RECHECK_SECONDS = 60.0
+QUEUED_RECHECK_SECONDS = 300.0  # slots freeing wake queued objects at once (manager)
 
 
 @dataclass
@@ -146,11 +146,11 @@ class Reconciler:
 
     def _start(self, key: ObjectKey, obj: JSON, retry: str) -> float | None:
         with self._slots:
-            position, waiting, running = self._dispatch.queue_position(key, obj)
+            position, running = self._dispatch.queue_position(key, obj)
             limit = self._config.worker.max_concurrent
             if position > limit - running:
                 queue_at = max(position - (limit - running), 1)
-                self._write(key, obj, status.queued, queue_at, waiting, running, limit)
+                self._write(key, obj, status.queued, queue_at, running, limit)
                 return QUEUED_RECHECK_SECONDS
             try:
                 obj = self._dispatch.create_job(key, obj, retry)

@@ -65,11 +65,11 @@ def _waiting(reason: str, message: str) -> list[Cond]:
     ]
 
 
-def queued(
-    old: JSON, gen: int, now: str, position: int, waiting: int, running: int, limit: int
-) -> JSON:
+def queued(old: JSON, gen: int, now: str, position: int, running: int, limit: int) -> JSON:
+    # No "of N": the queue's length changes with every new object, and rewriting every queued
+    # object's status on each arrival would cost a write per waiting object.
     message = (
-        f"queued: position {position} of {waiting} waiting for a preparation slot "
+        f"queued: position {position} for a preparation slot "
         f"({running} of {limit} running; worker.maxConcurrent={limit})"
     )
     return build(old, gen, now, "Pending", _waiting("Queued", message))

@@ -70,13 +70,12 @@ def test_transition_time_kept_while_status_unchanged() -> None:
 
 
 def test_queued_message_says_position_and_limit() -> None:
-    st = status.queued({}, 1, T0, 2, 5, 2, 2)
+    st = status.queued({}, 1, T0, 2, 2, 2)
     assert st["phase"] == "Pending"
     assert conditions(st)["Ready"] == (
         "False",
         "Queued",
-        "queued: position 2 of 5 waiting for a preparation slot "
-        "(2 of 2 running; worker.maxConcurrent=2)",
+        "queued: position 2 for a preparation slot (2 of 2 running; worker.maxConcurrent=2)",
     )
 
 
