@@ -26,7 +26,7 @@ from controller.config import Config, ConfigError, load_config
 from controller.errors import KubeError
 from controller.kube import SECRETS, KubeClient, load_api_client
 from controller.manager import Manager
-from controller.metrics import serve_health, serve_metrics
+from controller.metrics import Metrics, serve_health, serve_metrics
 from controller.registry import RegistryAccess, RegistryCleaner, credentials_from_docker_config
 
 log = structlog.get_logger("controller")
@@ -86,9 +86,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"ai-models-controller: {error}", file=sys.stderr)
         return 2
     configure_logging(config.controller.log_format, config.controller.log_level)
-    kube = KubeClient(load_api_client(args.kubeconfig))
+    metrics = Metrics()
+    kube = KubeClient(load_api_client(args.kubeconfig), on_request=metrics.count_request)
     identity = os.environ.get("POD_NAME") or f"{socket.gethostname()}-{uuid.uuid4().hex[:6]}"
-    manager = Manager(config, kube, identity, registry_cleaner(kube, config))
+    manager = Manager(config, kube, identity, registry_cleaner(kube, config), metrics)
     settings = config.controller
     if settings.metrics_port:
         serve_metrics(manager.metrics, settings.bind_address, settings.metrics_port)

@@ -10,7 +10,7 @@ one of the errors of ``controller.errors``.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
@@ -74,9 +74,16 @@ def load_api_client(kubeconfig: str | None = None) -> k8s.ApiClient:
 
 
 class KubeClient:
-    def __init__(self, api_client: k8s.ApiClient, request_timeout: float = 30.0) -> None:
+    def __init__(
+        self,
+        api_client: k8s.ApiClient,
+        request_timeout: float = 30.0,
+        on_request: Callable[[str], None] = lambda method: None,
+    ) -> None:
         self._api = api_client
         self._timeout = request_timeout
+        self._on_request = on_request
+        """Called with the HTTP method of every request (metrics: API requests per object)."""
 
     def _send(
         self,
@@ -90,6 +97,7 @@ class KubeClient:
         if query:
             path += "?" + urlencode({k: v for k, v in query.items() if v is not None})
         headers = {"Accept": "application/json", "Content-Type": content_type}
+        self._on_request(method)
         serialized = self._api.param_serialize(
             method, path, header_params=headers, body=body, auth_settings=["BearerToken"]
         )

@@ -31,11 +31,20 @@ class Metrics:
             ["kind"],
             registry=self.registry,
         )
+        self.api_requests = Counter(
+            "ai_models_kube_requests_total",
+            "Requests to the Kubernetes API by HTTP method.",
+            ["method"],
+            registry=self.registry,
+        )
         self.published_bytes = Counter(
             "ai_models_published_bytes_total",
             "Bytes of artifacts published (config + layers).",
             registry=self.registry,
         )
+
+    def count_request(self, method: str) -> None:
+        self.api_requests.labels(method).inc()
 
     def add_gauges(
         self,
