@@ -70,7 +70,7 @@ def _child(implementation: str, path: str) -> None:
 
 def _measure(implementation: str, path: Path) -> dict[str, float]:
     # Our own interpreter running this very script: no untrusted input reaches the command.
-    result = subprocess.run(  # noqa: S603
+    result = subprocess.run(
         [sys.executable, __file__, "--child", implementation, str(path)],
         capture_output=True,
         text=True,

@@ -34,7 +34,9 @@ from typing import Any
 
 import structlog
 
-from worker.errors import PERMANENT_EXIT_CODE, TRANSIENT_EXIT_CODE, WorkerError
+from worker.errors import TRANSIENT_EXIT_CODE, PermanentError, WorkerError
+from worker.oci.layout import InvalidLayout
+from worker.oci.reference import InvalidReference
 
 log = structlog.get_logger("worker")
 TERMINATION_LOG = "/dev/termination-log"
@@ -70,6 +72,12 @@ def emit(payload: dict[str, Any]) -> None:
     sys.stdout.flush()
 
 
+class InvalidDestination(PermanentError):  # noqa: N818 - named after its reason
+    """DEST (or REF) is neither a valid OCI reference nor a usable directory."""
+
+    reason = "InvalidDestination"
+
+
 def fail(error: WorkerError) -> int:
     payload = error.to_termination_message()
     log.error(
@@ -80,7 +88,7 @@ def fail(error: WorkerError) -> int:
     )
     write_termination(payload)
     emit(payload)
-    return PERMANENT_EXIT_CODE if error.permanent else TRANSIENT_EXIT_CODE
+    return error.exit_code
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -115,6 +123,8 @@ def main(argv: list[str] | None = None) -> int:
             emit(commands.materialize(args.ref, args.dest))
     except WorkerError as error:
         return fail(error)
+    except (InvalidReference, InvalidLayout) as error:
+        return fail(InvalidDestination(str(error)))
     except KeyboardInterrupt:
         return 130
     except Exception as error:

@@ -1,0 +1,364 @@
+"""Fixtures of the OCI integration tests: sources that serve a local directory (and count, or
+break), plans of the real models, a TLS + htpasswd registry with a docker config file, and a
+loopback proxy that injects 503 / 429 / connection resets in front of the real registry."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import http.client
+import json
+import socket
+import struct
+import threading
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import bcrypt
+import pytest
+import yaml
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+
+from tests.ground.certs import CertificateAuthority, KeyPair
+from tests.ground.models import RealModels
+from tests.ground.procs import Process, free_port
+from tests.ground.registry import Registry, run_registry
+from worker.errors import SourceUnavailable
+from worker.inspect.reader import ByteSource, FileByteSource
+from worker.plan import FileRole, PlannedFile, SourcePlan
+
+WEIGHT_SUFFIXES = (".safetensors", ".gguf", ".bin")
+DOC_NAMES = ("readme", "license", ".gitattributes")
+
+
+def _role(path: str) -> FileRole:
+    if path.endswith(WEIGHT_SUFFIXES):
+        return "weight"
+    if path.lower().startswith(DOC_NAMES) or path.endswith(".md"):
+        return "doc"
+    return "config"
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as file:
+        while piece := file.read(8 << 20):
+            digest.update(piece)
+    return digest.hexdigest()
+
+
+def plan_directory(root: Path, name: str, *, all_known: bool = False) -> SourcePlan:
+    """A plan as a Hub source gives it: weights with their sha256 (LFS), small files without."""
+    files = []
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        relative = path.relative_to(root).as_posix()
+        role = _role(relative)
+        known = sha256_file(path) if role == "weight" or all_known else None
+        files.append(PlannedFile(relative, path.stat().st_size, role, known))
+    return SourcePlan(
+        url=f"https://huggingface.co/test/{name}",
+        source_type="HuggingFace",
+        revision="0" * 40,
+        name=name,
+        format="GGUF" if any(f.path.endswith(".gguf") for f in files) else "Safetensors",
+        files=tuple(files),
+    )
+
+
+@dataclass
+class DirectorySource:
+    """Serves planned files from a directory; counts bytes and offsets; can break mid-file."""
+
+    root: Path
+    break_file: str | None = None
+    break_after_chunks: int = 0
+    streamed: dict[str, int] = field(default_factory=dict)
+    offsets: dict[str, list[int]] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def plan(self) -> SourcePlan:
+        return plan_directory(self.root, self.root.name)
+
+    def byte_source(self, path: str) -> ByteSource:
+        return FileByteSource(self.root / path)
+
+    def stream(self, path: str, offset: int = 0, chunk_size: int = 8 << 20) -> Iterator[bytes]:
+        with self._lock:
+            self.offsets.setdefault(path, []).append(offset)
+        with (self.root / path).open("rb") as file:
+            file.seek(offset)
+            chunks = 0
+            while piece := file.read(chunk_size):
+                if path == self.break_file and chunks == self.break_after_chunks:
+                    raise SourceUnavailable(f"{path}: connection reset by the source (test)")
+                chunks += 1
+                with self._lock:
+                    self.streamed[path] = self.streamed.get(path, 0) + len(piece)
+                yield piece
+
+
+@dataclass(frozen=True)
+class SecureRegistry:
+    registry: Registry
+    auth_file: Path
+    wrong_auth_file: Path
+
+
+@pytest.fixture(scope="session")
+def minilm_plan(real_models: RealModels) -> SourcePlan:
+    return plan_directory(real_models.minilm_dir, "all-MiniLM-L6-v2")
+
+
+@pytest.fixture
+def repository() -> str:
+    """A fresh repository name: the session's registry is shared by all tests."""
+    return f"ai-models/test/{uuid.uuid4().hex[:12]}"
+
+
+def _docker_config(path: Path, host: str, user: str, password: str) -> Path:
+    token = base64.b64encode(f"{user}:{password}".encode()).decode()
+    path.write_text(json.dumps({"auths": {host: {"auth": token}}}))
+    return path
+
+
+@pytest.fixture(scope="session")
+def secure_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureRegistry]:
+    """docker-registry with TLS (our own CA) and htpasswd (bcrypt, from the bcrypt package)."""
+    work = tmp_path_factory.mktemp("secure-registry")
+    authority = CertificateAuthority(work / "pki")
+    server = authority.issue("registry", "127.0.0.1", hosts=("127.0.0.1",), server=True)
+    htpasswd = work / "htpasswd"
+    hashed = bcrypt.hashpw(b"right-password", bcrypt.gensalt(rounds=5)).decode()
+    htpasswd.write_text(f"pusher:{hashed}\n")
+    with run_registry(work, tls=server, ca_cert=authority.cert, htpasswd=htpasswd) as registry:
+        yield SecureRegistry(
+            registry,
+            _docker_config(work / "config.json", registry.host, "pusher", "right-password"),
+            _docker_config(work / "wrong.json", registry.host, "pusher", "wrong-password"),
+        )
+
+
+class FaultProxy:
+    """Forwards to the registry; the first requests get the planned faults instead."""
+
+    def __init__(self, upstream: Registry) -> None:
+        self.upstream = upstream
+        self.faults: list[str] = []
+        self.seen: list[str] = []
+        self.upload_bytes = 0
+        self._lock = threading.Lock()
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
+        self.server.daemon_threads = True
+        self.host = f"127.0.0.1:{self.server.server_address[1]}"
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def next_fault(self, method: str, path: str) -> str | None:
+        with self._lock:
+            self.seen.append(f"{method} {path}")
+            return self.faults.pop(0) if self.faults else None
+
+    def count_upload(self, method: str, path: str, nbytes: int) -> None:
+        if "/blobs/uploads/" in path and method in ("PATCH", "PUT"):
+            with self._lock:
+                self.upload_bytes += nbytes
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def _handler(proxy: FaultProxy) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *_: object) -> None:
+            pass
+
+        def _serve(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length) if length else b""
+            fault = proxy.next_fault(self.command, self.path)
+            if fault == "reset":
+                # SO_LINGER 0: close with an RST, as a crashed peer or a load balancer does.
+                self.connection.setsockopt(
+                    socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
+                )
+                self.close_connection = True
+                return
+            if fault is not None:
+                status, _, retry_after = fault.partition(":")
+                self.send_response(int(status))
+                if retry_after:
+                    self.send_header("Retry-After", retry_after)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            proxy.count_upload(self.command, self.path, len(body))
+            self._forward(body)
+
+        def _forward(self, body: bytes) -> None:
+            host, _, port = proxy.upstream.host.partition(":")
+            upstream = http.client.HTTPConnection(host, int(port))
+            headers = {k: v for k, v in self.headers.items() if k.lower() != "connection"}
+            upstream.request(self.command, self.path, body=body, headers=headers)
+            answer = upstream.getresponse()
+            data = answer.read()
+            self.send_response(answer.status)
+            for key, value in answer.getheaders():
+                if key.lower() not in ("content-length", "connection", "transfer-encoding"):
+                    self.send_header(key, value)
+            length = answer.getheader("Content-Length") if self.command == "HEAD" else None
+            self.send_header("Content-Length", length or str(len(data)))
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(data)
+            upstream.close()
+
+        do_GET = do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = _serve  # noqa: N815
+
+    return Handler
+
+
+@pytest.fixture
+def fault_proxy(registry: Registry) -> Iterator[FaultProxy]:
+    proxy = FaultProxy(registry)
+    yield proxy
+    proxy.close()
+
+
+# ---- a registry with bearer-token auth and its token server -----------------------------------
+
+TOKEN_SERVICE = "ai-models-test"
+TOKEN_ISSUER = "ai-models-test-issuer"
+
+
+@dataclass(frozen=True)
+class TokenRegistry:
+    host: str
+    auth_file: Path
+    wrong_auth_file: Path
+    token_requests: list[str]
+
+
+def _b64url(data: bytes) -> bytes:
+    return base64.urlsafe_b64encode(data).rstrip(b"=")
+
+
+class _TokenIssuer:
+    """Signs registry tokens (RS256 JWT with the signing certificate in ``x5c``)."""
+
+    def __init__(self, signer: KeyPair) -> None:
+        key = serialization.load_pem_private_key(signer.key.read_bytes(), None)
+        assert isinstance(key, rsa.RSAPrivateKey)
+        self._key = key
+        cert = x509.load_pem_x509_certificate(signer.cert.read_bytes())
+        self._chain = [base64.b64encode(cert.public_bytes(serialization.Encoding.DER)).decode()]
+
+    def token(self, subject: str, scopes: list[str]) -> str:
+        access = []
+        for scope in scopes:
+            kind, _, rest = scope.partition(":")
+            name, _, actions = rest.rpartition(":")
+            access.append({"type": kind, "name": name, "actions": actions.split(",")})
+        now = int(time.time())
+        claims = {
+            "iss": TOKEN_ISSUER,
+            "sub": subject,
+            "aud": TOKEN_SERVICE,
+            "exp": now + 600,
+            "nbf": now - 60,
+            "iat": now,
+            "jti": uuid.uuid4().hex,
+            "access": access,
+        }
+        header = {"typ": "JWT", "alg": "RS256", "x5c": self._chain}
+        signing_input = (
+            _b64url(json.dumps(header).encode()) + b"." + _b64url(json.dumps(claims).encode())
+        )
+        signature = self._key.sign(signing_input, padding.PKCS1v15(), hashes.SHA256())
+        return (signing_input + b"." + _b64url(signature)).decode()
+
+
+def _token_handler(
+    issuer: _TokenIssuer, password: str, seen: list[str]
+) -> type[BaseHTTPRequestHandler]:
+    expected = "Basic " + base64.b64encode(f"pusher:{password}".encode()).decode()
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *_: object) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            query = parse_qs(urlsplit(self.path).query)
+            seen.append(self.path)
+            if self.headers.get("Authorization") != expected:
+                self.send_response(401)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            scopes = [s for value in query.get("scope", []) for s in value.split()]
+            body = json.dumps({"token": issuer.token("pusher", scopes)}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    return Handler
+
+
+@pytest.fixture(scope="session")
+def token_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TokenRegistry]:
+    """docker-registry with ``auth.token``: the Bearer flow against the real thing."""
+    work = tmp_path_factory.mktemp("token-registry")
+    authority = CertificateAuthority(work / "pki")
+    issuer = _TokenIssuer(authority.issue("token-signer", "token-signer"))
+    seen: list[str] = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _token_handler(issuer, "right-password", seen))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    port = free_port()
+    config = {
+        "version": 0.1,
+        "log": {"level": "warn", "accesslog": {"disabled": True}},
+        "storage": {"filesystem": {"rootdirectory": str(work / "storage")}},
+        "http": {"addr": f"127.0.0.1:{port}", "secret": uuid.uuid4().hex},
+        "auth": {"token": {
+            "realm": f"http://127.0.0.1:{server.server_address[1]}/token",
+            "service": TOKEN_SERVICE, "issuer": TOKEN_ISSUER,
+            "rootcertbundle": str(authority.cert),
+        }},
+    }  # fmt: skip
+    (work / "registry.yml").write_text(yaml.safe_dump(config))
+    process = Process("token-registry", ["docker-registry", "serve", str(work / "registry.yml")],
+                      work, env={"PATH": "/usr/bin:/bin"})  # fmt: skip
+    host = f"127.0.0.1:{port}"
+    try:
+        process.wait_ready(lambda: _asks_for_token(host), timeout=30)
+        yield TokenRegistry(
+            host,
+            _docker_config(work / "config.json", host, "pusher", "right-password"),
+            _docker_config(work / "wrong.json", host, "pusher", "wrong-password"),
+            seen,
+        )
+    finally:
+        process.stop()
+        server.shutdown()
+        server.server_close()
+
+
+def _asks_for_token(host: str) -> bool:
+    try:
+        urllib.request.urlopen(f"http://{host}/v2/", timeout=2)
+    except urllib.error.HTTPError as error:
+        return error.code == 401 and "Bearer" in error.headers.get("WWW-Authenticate", "")
+    return False

@@ -1,0 +1,130 @@
+"""In-memory stand-ins for the network: a requests transport that answers from a function, a
+fake clock that records sleeps, and a tiny registry speaking enough of the distribution API
+(blobs, chunked uploads, manifests) for the unit tests of the client and the uploader."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import re
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import requests
+import urllib3
+from requests.adapters import BaseAdapter, HTTPAdapter
+
+Answer = tuple[int, dict[str, str], bytes]
+Handler = Callable[[requests.PreparedRequest], Answer]
+
+
+class FakeTransport(BaseAdapter):
+    """Answers every request with ``handler(request)``; an exception is raised as sent."""
+
+    def __init__(self, handler: Handler) -> None:
+        super().__init__()
+        self.handler = handler
+        self.requests: list[requests.PreparedRequest] = []
+
+    def send(self, request: requests.PreparedRequest, **_: Any) -> requests.Response:  # type: ignore[override]
+        self.requests.append(request)
+        status, headers, body = self.handler(request)
+        if request.method == "HEAD":
+            body = b""
+        raw = urllib3.HTTPResponse(
+            body=io.BytesIO(body),
+            headers=headers,
+            status=status,
+            preload_content=False,
+            request_method=request.method,  # a HEAD's Content-Length announces no body
+        )
+        return HTTPAdapter().build_response(request, raw)
+
+    def close(self) -> None:
+        pass
+
+
+@dataclass
+class FakeClock:
+    sleeps: list[float] = field(default_factory=list)
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+
+
+def error_body(code: str, message: str = "") -> bytes:
+    return (f'{{"errors":[{{"code":"{code}","message":"{message}"}}]}}').encode()
+
+
+@dataclass
+class MemoryRegistry:
+    """Blobs and manifests in dicts; uploads as growing bytearrays."""
+
+    blobs: dict[str, bytes] = field(default_factory=dict)
+    manifests: dict[str, bytes] = field(default_factory=dict)
+    uploads: dict[str, bytearray] = field(default_factory=dict)
+    patches: int = 0
+    fail_patch: Callable[[int], Answer | None] = lambda _: None
+
+    def __call__(self, request: requests.PreparedRequest) -> Answer:
+        url = urlsplit(request.url or "")
+        query = {k: v[0] for k, v in parse_qs(url.query).items()}
+        method = request.method or ""
+        if m := re.match(r"^/v2/(.+)/blobs/uploads/([^/]*)$", url.path):
+            return self._upload(method, m.group(1), m.group(2), query, request)
+        if m := re.match(r"^/v2/(.+)/blobs/(sha256:[0-9a-f]+)$", url.path):
+            blob = self.blobs.get(m.group(2))
+            if blob is None:
+                return 404, {}, error_body("BLOB_UNKNOWN")
+            return 200, {"Content-Length": str(len(blob))}, b"" if method == "HEAD" else blob
+        if m := re.match(r"^/v2/(.+)/manifests/(.+)$", url.path):
+            return self._manifest(method, m.group(2), request)
+        return 404, {}, b""
+
+    def _upload(
+        self, method: str, repo: str, session: str, query: dict[str, str], request: Any
+    ) -> Answer:
+        location = {"Location": f"/v2/{repo}/blobs/uploads/{session}"}
+        if method == "POST":
+            session = uuid.uuid4().hex
+            self.uploads[session] = bytearray()
+            return 202, {"Location": f"/v2/{repo}/blobs/uploads/{session}"}, b""
+        data = self.uploads.get(session)
+        if data is None:
+            return 404, {}, error_body("BLOB_UPLOAD_UNKNOWN")
+        if method == "GET":
+            return 204, {**location, "Range": f"0-{len(data) - 1}"}, b""
+        body = bytes(request.body or b"")
+        if method == "PATCH":
+            self.patches += 1
+            if failure := self.fail_patch(self.patches):
+                return failure
+            start = int(request.headers["Content-Range"].split("-")[0])
+            if start != len(data):
+                return 416, {}, error_body("BLOB_UPLOAD_INVALID")
+            data += body
+            return 202, {**location, "Range": f"0-{len(data) - 1}"}, b""
+        if method == "PUT":
+            digest = query["digest"]
+            data += body
+            if "sha256:" + hashlib.sha256(data).hexdigest() != digest:
+                return 400, {}, error_body("DIGEST_INVALID", "digest did not match")
+            self.blobs[digest] = bytes(data)
+            del self.uploads[session]
+            return 201, {}, b""
+        return 405, {}, b""
+
+    def _manifest(self, method: str, reference: str, request: Any) -> Answer:
+        if method == "PUT":
+            body = bytes(request.body)
+            digest = "sha256:" + hashlib.sha256(body).hexdigest()
+            self.manifests[reference] = self.manifests[digest] = body
+            return 201, {"Docker-Content-Digest": digest}, b""
+        manifest = self.manifests.get(reference)
+        if manifest is None:
+            return 404, {}, error_body("MANIFEST_UNKNOWN")
+        headers = {"Content-Type": "application/vnd.oci.image.manifest.v1+json"}
+        return 200, headers, b"" if method == "HEAD" else manifest

@@ -1,0 +1,163 @@
+"""The transfer engine with in-memory sources and targets: stages and progress, skipping known
+blobs without reading them, de-duplication, errors that name the file, stopping on failure."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from api.model import ResolvedMetadata
+from tests.unit.worker.oci.fakes import FakeClock, FakeTransport, MemoryRegistry
+from worker.errors import InvalidWeights, SourceUnavailable
+from worker.inspect.reader import ByteSource
+from worker.oci.layout import OciLayout
+from worker.oci.modelpack import ARTIFACT_TYPE
+from worker.oci.publish import PublishedArtifact, publish
+from worker.oci.reference import Reference
+from worker.oci.registry import RegistryClient
+from worker.oci.target import LayoutTarget, RegistryTarget
+from worker.plan import PlannedFile, SourcePlan
+
+FILES = {
+    "model.safetensors": b"W" * 5000,
+    "config.json": b'{"model_type": "llama"}',
+    "copy.safetensors": b"W" * 5000,
+    "README.md": b"# tiny",
+}
+RESOLVED = ResolvedMetadata(architecture="llama", format="Safetensors")
+
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _plan(lie_about: str | None = None) -> SourcePlan:
+    roles = {"model.safetensors": "weight", "copy.safetensors": "weight", "config.json": "config"}
+    files = []
+    for path, data in FILES.items():
+        known = _sha(data) if path.endswith(".safetensors") else None
+        if path == lie_about:
+            known = "0" * 64
+        files.append(PlannedFile(path, len(data), roles.get(path, "doc"), known))  # type: ignore[arg-type]
+    return SourcePlan(
+        "https://hf.co/org/tiny", "HuggingFace", "c0ffee", "tiny", "Safetensors", tuple(files)
+    )
+
+
+class MemorySource:
+    def __init__(self, fail_on: str | None = None) -> None:
+        self.fail_on = fail_on
+        self.streamed: dict[str, int] = {}
+        self.lock = threading.Lock()
+
+    def plan(self) -> SourcePlan:
+        return _plan()
+
+    def byte_source(self, path: str) -> ByteSource:
+        raise NotImplementedError
+
+    def stream(self, path: str, offset: int = 0, chunk_size: int = 8 << 20) -> Iterator[bytes]:
+        if path == self.fail_on:
+            raise SourceUnavailable(f"{path}: the source answered 503")
+        data = FILES[path]
+        for start in range(offset, len(data), chunk_size):
+            with self.lock:
+                self.streamed[path] = self.streamed.get(path, 0) + len(
+                    data[start : start + chunk_size]
+                )
+            yield data[start : start + chunk_size]
+
+
+class Events:
+    def __init__(self) -> None:
+        self.log: list[tuple[str, ...]] = []
+        self.bytes: dict[str, int] = {}
+
+    def stage(self, name: str) -> None:
+        self.log.append(("stage", name))
+
+    def file_started(self, path: str, size: int) -> None:
+        self.log.append(("started", path))
+
+    def advance(self, path: str, nbytes: int) -> None:
+        self.bytes[path] = self.bytes.get(path, 0) + nbytes
+
+    def file_done(self, path: str, skipped: bool) -> None:
+        self.log.append(("done", path, str(skipped)))
+
+
+def _registry_target(registry: MemoryRegistry) -> RegistryTarget:
+    clock = FakeClock()
+    client = RegistryClient("r.test", sleep=clock.sleep, transport=FakeTransport(registry))
+    return RegistryTarget(client, Reference("r.test", "ai/tiny", "uid-1"))
+
+
+def _publish(target: object, source: MemorySource, events: Events) -> PublishedArtifact:
+    return publish(_plan(), source, RESOLVED, target, progress=events, chunk_size=1024)  # type: ignore[arg-type]
+
+
+def test_publish_to_a_registry_reports_stages_and_bytes() -> None:
+    registry, events = MemoryRegistry(), Events()
+    artifact = _publish(_registry_target(registry), MemorySource(), events)
+    stages = [entry[1] for entry in events.log if entry[0] == "stage"]
+    assert stages == ["transfer", "config", "manifest"]
+    assert events.bytes == {p: len(d) for p, d in FILES.items() if p != "copy.safetensors"}
+    assert ("done", "copy.safetensors", "True") in events.log  # same sha256: sent once
+    manifest = json.loads(registry.manifests["uid-1"])
+    assert artifact.digest == "sha256:" + _sha(registry.manifests["uid-1"])
+    assert artifact.reference == f"r.test/ai/tiny@{artifact.digest}"
+    assert artifact.media_type == ARTIFACT_TYPE
+    assert artifact.size_bytes == manifest["config"]["size"] + sum(map(len, FILES.values()))
+    assert artifact.to_status().to_wire()["kind"] == "OCI"
+    assert [layer["digest"] for layer in manifest["layers"]] == [
+        "sha256:" + _sha(d) for d in FILES.values()
+    ]
+
+
+def test_known_blobs_are_neither_downloaded_nor_sent_again() -> None:
+    registry = MemoryRegistry()
+    first = _publish(_registry_target(registry), MemorySource(), Events())
+    patches = registry.patches
+    source, events = MemorySource(), Events()
+    second = _publish(_registry_target(registry), source, events)
+    assert second.digest == first.digest
+    assert "model.safetensors" not in source.streamed
+    assert ("done", "model.safetensors", "True") in events.log
+    # small files without a known sha256 are read to learn their digest, but not sent again
+    assert source.streamed == {"config.json": len(FILES["config.json"]), "README.md": 6}
+    assert registry.patches == patches
+    assert all(entry[2] == "True" for entry in events.log if entry[0] == "done")
+
+
+def test_layout_and_registry_give_the_same_digest(tmp_path: Path) -> None:
+    layout = LayoutTarget(OciLayout(tmp_path, create=True), "uid-1", ARTIFACT_TYPE)
+    from_layout = _publish(layout, MemorySource(), Events())
+    from_registry = _publish(_registry_target(MemoryRegistry()), MemorySource(), Events())
+    assert from_layout.digest == from_registry.digest
+    assert from_layout.reference == f"{tmp_path}@{from_layout.digest}"
+
+
+def test_a_lying_source_fails_with_invalid_weights_naming_the_file() -> None:
+    plan = _plan(lie_about="model.safetensors")
+    target = _registry_target(MemoryRegistry())
+    with pytest.raises(InvalidWeights, match=r"^model\.safetensors: the content does not match"):
+        publish(plan, MemorySource(), RESOLVED, target, progress=Events(), chunk_size=1024)
+
+
+def test_one_failing_file_fails_the_publish_with_its_error() -> None:
+    target = _registry_target(MemoryRegistry())
+    with pytest.raises(SourceUnavailable, match=r"config\.json"):
+        _publish(target, MemorySource(fail_on="config.json"), Events())
+
+
+def test_an_empty_plan_is_refused() -> None:
+    plan = SourcePlan("u", None, None, "n", "GGUF", ())
+    with pytest.raises(ValueError, match="no files"):
+        publish(
+            plan, MemorySource(), RESOLVED, _registry_target(MemoryRegistry()), progress=Events()
+        )

@@ -1,0 +1,163 @@
+"""Registry credentials and the answers to a registry's ``WWW-Authenticate`` challenge.
+
+Credentials come from a docker config JSON file (``{"auths": {"<host>": {"auth": base64(user:
+password)}}}`` or ``username``/``password`` keys), found at an explicit path, else at
+``$REGISTRY_AUTH_FILE``, else at ``$DOCKER_CONFIG/config.json``. Nothing else is searched (no
+``~/.docker``, no credential helpers): a worker pod gets exactly the file it is given, and a test
+never picks up its machine's logins by accident.
+
+Challenges: ``Basic`` sends the credentials on every request; ``Bearer realm=…,service=…,scope=…``
+exchanges them (or nothing, for anonymous pulls) for a token at the realm, cached per scope.
+Secrets never appear in a repr, a message or a log line.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import os
+import re
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from worker.errors import RegistryUnauthorized
+
+AUTH_FILE_ENV = "REGISTRY_AUTH_FILE"
+DOCKER_CONFIG_ENV = "DOCKER_CONFIG"
+
+_PARAM = re.compile(r'(\w+)=(?:"([^"]*)"|([^\s,]+))')
+
+
+@dataclass(frozen=True)
+class Credentials:
+    username: str
+    password: str = field(repr=False)
+
+    def basic_header(self) -> str:
+        raw = f"{self.username}:{self.password}".encode()
+        return "Basic " + base64.b64encode(raw).decode("ascii")
+
+
+@dataclass(frozen=True)
+class Challenge:
+    scheme: str
+    """Lower-case: ``basic`` or ``bearer`` (others are not supported)."""
+    params: Mapping[str, str]
+
+
+def find_auth_file(explicit: Path | None, environ: Mapping[str, str] | None = None) -> Path | None:
+    """The docker config file to read, or None when none is configured."""
+    env = os.environ if environ is None else environ
+    if explicit is not None:
+        return explicit
+    if env.get(AUTH_FILE_ENV):
+        return Path(env[AUTH_FILE_ENV])
+    if env.get(DOCKER_CONFIG_ENV):
+        candidate = Path(env[DOCKER_CONFIG_ENV]) / "config.json"
+        return candidate if candidate.is_file() else None
+    return None
+
+
+def load_credentials(host: str, auth_file: Path | None) -> Credentials | None:
+    """The credentials for ``host`` in ``auth_file`` (None when the file has no entry for it)."""
+    if auth_file is None:
+        return None
+    try:
+        document = json.loads(auth_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        # The message names the file only: its content may hold secrets.
+        raise RegistryUnauthorized(
+            f"registry auth file {auth_file} cannot be read as JSON ({type(error).__name__})"
+        ) from None
+    auths = document.get("auths") if isinstance(document, dict) else None
+    if not isinstance(auths, dict):
+        return None
+    for key, entry in auths.items():
+        if _host_of(str(key)) == host and isinstance(entry, dict):
+            return _entry_credentials(auth_file, host, entry)
+    return None
+
+
+def _host_of(key: str) -> str:
+    # Keys are written as "host", "https://host", "http://host/v1/" by the various tools.
+    for prefix in ("https://", "http://"):
+        key = key.removeprefix(prefix)
+    return key.split("/", 1)[0]
+
+
+def _entry_credentials(path: Path, host: str, entry: Mapping[str, object]) -> Credentials:
+    username, password = entry.get("username"), entry.get("password")
+    if isinstance(username, str) and isinstance(password, str) and username:
+        return Credentials(username, password)
+    encoded = entry.get("auth")
+    if isinstance(encoded, str):
+        try:
+            user, colon, secret = base64.b64decode(encoded, validate=True).decode().partition(":")
+        except (binascii.Error, UnicodeDecodeError):
+            colon = ""
+        if colon and user:
+            return Credentials(user, secret)
+    raise RegistryUnauthorized(
+        f"registry auth file {path}: the entry for {host} has neither a base64 'auth' of "
+        "user:password nor 'username' and 'password'"
+    )
+
+
+def parse_challenge(header: str) -> Challenge | None:
+    """The first Basic or Bearer challenge of a ``WWW-Authenticate`` header."""
+    scheme, _, rest = header.strip().partition(" ")
+    if scheme.lower() not in ("basic", "bearer"):
+        return None
+    params = {m.group(1).lower(): m.group(2) or m.group(3) or "" for m in _PARAM.finditer(rest)}
+    return Challenge(scheme.lower(), params)
+
+
+TokenFetcher = Callable[[str, Mapping[str, object], Credentials | None], str]
+"""``(realm, query params, credentials) -> token``: the registry client's GET of the realm."""
+
+
+class Authenticator:
+    """Which ``Authorization`` header to send; learns the scheme from the first challenge."""
+
+    def __init__(self, credentials: Credentials | None, fetch_token: TokenFetcher) -> None:
+        self._credentials = credentials
+        self._fetch_token = fetch_token
+        self._basic = False
+        self._tokens: dict[str, str] = {}
+        self._lock = threading.Lock()
+
+    @property
+    def has_credentials(self) -> bool:
+        return self._credentials is not None
+
+    def header(self, scope: str) -> dict[str, str]:
+        """The header for a request that needs ``scope`` (space-separated repository scopes)."""
+        with self._lock:
+            token = self._tokens.get(scope)
+        if token is not None:
+            return {"Authorization": f"Bearer {token}"}
+        if self._basic and self._credentials is not None:
+            return {"Authorization": self._credentials.basic_header()}
+        return {}
+
+    def answer(self, challenge: Challenge, scope: str) -> bool:
+        """Prepares a new header after a 401; False when a retry cannot change the answer."""
+        if challenge.scheme == "basic":
+            if self._basic or self._credentials is None:
+                return False
+            self._basic = True
+            return True
+        realm = challenge.params.get("realm")
+        if not realm:
+            return False
+        scopes = sorted(set(scope.split()) | set(challenge.params.get("scope", "").split()))
+        query: dict[str, object] = {"scope": scopes}
+        if challenge.params.get("service"):
+            query["service"] = challenge.params["service"]
+        token = self._fetch_token(realm, query, self._credentials)
+        with self._lock:
+            self._tokens[scope] = token
+        return True

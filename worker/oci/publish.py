@@ -1,0 +1,253 @@
+"""The transfer engine: a source's planned files become a ModelPack artifact in a target.
+
+Stages, each announced to the ``ProgressSink``: ``transfer`` (every file becomes a raw layer blob;
+a file whose sha256 the plan knows and the target already has is skipped — neither downloaded
+nor sent; a small file without a known sha256 is read and hashed first, and not sent when the
+target has it), ``config`` (the ModelPack config blob), ``manifest`` (the manifest, tagged).
+
+Up to ``concurrency`` files move at once, each streamed from ``Source.stream`` straight into
+the target; memory stays around ``2 * chunk_size * concurrency`` (one source chunk and one
+upload chunk per file in flight). Files with the same known sha256 are transferred once.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Iterator
+from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+from api.model import ArtifactStatus, ResolvedMetadata
+from worker.errors import InvalidWeights
+from worker.oci.content import ChunkOpener, DigestMismatch, sha256_digest
+from worker.oci.modelpack import (
+    ARTIFACT_TYPE,
+    MANIFEST_MEDIA_TYPE,
+    Layer,
+    build_config,
+    build_manifest,
+    manifest_annotations,
+)
+from worker.oci.target import ArtifactTarget
+from worker.plan import PlannedFile, Source, SourcePlan
+
+DEFAULT_CHUNK_SIZE = 16 << 20
+Stage = Literal["transfer", "config", "manifest"]
+
+
+class ProgressSink(Protocol):
+    """What publishing tells about itself. Calls are serialized (never two at once).
+
+    For each file: ``file_started``, then ``advance`` calls adding up to its size (a resumed
+    upload first reports the bytes the target already held in one call; an upload that had to
+    start over may report some bytes twice), then ``file_done``. A skipped file gets no
+    ``advance``: its whole size counts as done.
+    """
+
+    def stage(self, name: Stage) -> None: ...
+
+    def file_started(self, path: str, size: int) -> None: ...
+
+    def advance(self, path: str, nbytes: int) -> None: ...
+
+    def file_done(self, path: str, skipped: bool) -> None: ...
+
+
+@dataclass(frozen=True)
+class PublishedArtifact:
+    reference: str
+    """Where the artifact is, pinned by digest (``host/repo@sha256:…`` or ``<dir>@sha256:…``)."""
+    digest: str
+    """The manifest digest."""
+    media_type: str
+    """The manifest's artifactType."""
+    size_bytes: int
+    """Config plus layers."""
+
+    def to_status(self) -> ArtifactStatus:
+        """``status.artifact`` as the API writes it."""
+        return ArtifactStatus(
+            kind="OCI", digest=self.digest, media_type=self.media_type, size_bytes=self.size_bytes
+        )
+
+
+class _Cancelled(Exception):  # noqa: N818 - internal control flow, never escapes publish
+    """Another file failed: this one stops between two chunks."""
+
+
+class _SerializedProgress:
+    def __init__(self, sink: ProgressSink) -> None:
+        self._sink = sink
+        self._lock = threading.Lock()
+
+    def stage(self, name: Stage) -> None:
+        with self._lock:
+            self._sink.stage(name)
+
+    def file_started(self, path: str, size: int) -> None:
+        with self._lock:
+            self._sink.file_started(path, size)
+
+    def advance(self, path: str, nbytes: int) -> None:
+        if nbytes:
+            with self._lock:
+                self._sink.advance(path, nbytes)
+
+    def file_done(self, path: str, skipped: bool) -> None:
+        with self._lock:
+            self._sink.file_done(path, skipped)
+
+
+class _Transfer:
+    """Moves the plan's files into the target; one instance per publish call."""
+
+    def __init__(
+        self, source: Source, target: ArtifactTarget, progress: ProgressSink, chunk_size: int
+    ) -> None:
+        self._source = source
+        self._target = target
+        self._progress = progress
+        self._chunk_size = chunk_size
+        self._stop = threading.Event()
+
+    def run(self, files: tuple[PlannedFile, ...], concurrency: int) -> list[Layer]:
+        firsts, copies = _split_duplicates(files)
+        with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
+            futures = {f.path: pool.submit(self._guarded, f) for f in firsts}
+            done, _ = wait(futures.values(), return_when=FIRST_EXCEPTION)
+            if any(future.exception() for future in done):
+                self._stop.set()
+                pool.shutdown(wait=True, cancel_futures=True)
+                raise _first_error(futures.values())
+        digests = {path: future.result() for path, future in futures.items()}
+        for copy, original in copies:
+            digests[copy.path] = digests[original]
+            self._progress.file_started(copy.path, copy.size)
+            self._progress.file_done(copy.path, True)
+        return [Layer(f.path, f.role, digests[f.path], f.size) for f in files]
+
+    def _guarded(self, planned: PlannedFile) -> str:
+        # The failing worker itself raises the flag, so no queued file starts after a failure.
+        if self._stop.is_set():
+            raise _Cancelled(planned.path)
+        try:
+            return self._one(planned)
+        except BaseException:
+            self._stop.set()
+            raise
+
+    def _one(self, planned: PlannedFile) -> str:
+        path = planned.path
+        known = f"sha256:{planned.sha256}" if planned.sha256 else None
+        self._progress.file_started(path, planned.size)
+        if known is None and planned.size <= self._chunk_size:
+            # A small file without a stated sha256 (a config, a tokenizer) is read first: its
+            # digest then decides whether it must be sent at all, as for the big files.
+            return self._small(planned)
+        if known is not None and self._target.has_blob(known):
+            self._progress.file_done(path, True)
+            return known
+        return self._put(planned, lambda offset: self._chunks(path, offset), known)
+
+    def _small(self, planned: PlannedFile) -> str:
+        data = b"".join(self._chunks(planned.path, 0))
+        if len(data) != planned.size:
+            raise _invalid(planned, DigestMismatch(str(planned.size), str(len(data)), "size"))
+        digest = sha256_digest(data)
+        if self._target.has_blob(digest):
+            self._progress.file_done(planned.path, True)
+            return digest
+        return self._put(planned, lambda offset: [data[offset:]], digest)
+
+    def _put(self, planned: PlannedFile, open_chunks: ChunkOpener, known: str | None) -> str:
+        try:
+            digest = self._target.put_blob(
+                open_chunks,
+                planned.size,
+                known,
+                lambda nbytes: self._progress.advance(planned.path, nbytes),
+            )
+        except DigestMismatch as mismatch:
+            raise _invalid(planned, mismatch) from None
+        self._progress.file_done(planned.path, False)
+        return digest
+
+    def _chunks(self, path: str, offset: int) -> Iterator[bytes]:
+        for chunk in self._source.stream(path, offset, self._chunk_size):
+            if self._stop.is_set():
+                raise _Cancelled(path)
+            yield chunk
+
+
+def _split_duplicates(
+    files: Iterable[PlannedFile],
+) -> tuple[list[PlannedFile], list[tuple[PlannedFile, str]]]:
+    """Files to transfer, and (copy, path of the transferred original) for same-sha256 files."""
+    firsts: list[PlannedFile] = []
+    copies: list[tuple[PlannedFile, str]] = []
+    seen: dict[str, str] = {}
+    for planned in files:
+        if planned.sha256 and planned.sha256 in seen:
+            copies.append((planned, seen[planned.sha256]))
+            continue
+        if planned.sha256:
+            seen[planned.sha256] = planned.path
+        firsts.append(planned)
+    return firsts, copies
+
+
+def _first_error(futures: Iterable[Future[str]]) -> BaseException:
+    errors = [f.exception() for f in futures if not f.cancelled() and f.exception() is not None]
+    real = [e for e in errors if e is not None and not isinstance(e, _Cancelled)]
+    error = (real or errors)[0]
+    assert error is not None
+    return error
+
+
+def _invalid(planned: PlannedFile, mismatch: DigestMismatch) -> InvalidWeights:
+    if mismatch.what == "size":
+        return InvalidWeights(
+            f"{planned.path}: the source served {mismatch.actual} bytes but announced "
+            f"{mismatch.expected}; the file changed while it was published, publish again"
+        )
+    return InvalidWeights(
+        f"{planned.path}: the content does not match its announced sha256 "
+        f"({mismatch.expected}, got {mismatch.actual}); the source served other bytes than it "
+        "lists, publish again or pin another revision"
+    )
+
+
+def publish(
+    plan: SourcePlan,
+    source: Source,
+    resolved: ResolvedMetadata,
+    target: ArtifactTarget,
+    *,
+    progress: ProgressSink,
+    concurrency: int = 3,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    precision: str | None = None,
+) -> PublishedArtifact:
+    """Publishes the plan's files as a ModelPack artifact; returns where it landed."""
+    if not plan.files:
+        raise ValueError("the plan has no files to publish")
+    sink = _SerializedProgress(progress)
+    sink.stage("transfer")
+    layers = _Transfer(source, target, sink, chunk_size).run(plan.files, concurrency)
+    sink.stage("config")
+    config = build_config(plan, resolved, layers, precision=precision)
+    config_digest = _put_small(target, config)
+    sink.stage("manifest")
+    annotations = manifest_annotations(plan, resolved)
+    manifest = build_manifest(config_digest, len(config), layers, annotations)
+    digest = target.put_manifest(manifest, MANIFEST_MEDIA_TYPE, target.tag)
+    size = len(config) + sum(layer.size for layer in layers)
+    return PublishedArtifact(target.pinned(digest), digest, ARTIFACT_TYPE, size)
+
+
+def _put_small(target: ArtifactTarget, data: bytes) -> str:
+    digest = sha256_digest(data)
+    if target.has_blob(digest):
+        return digest
+    return target.put_blob(lambda offset: [data[offset:]], len(data), digest, lambda _: None)

@@ -1,0 +1,177 @@
+"""Where a published artifact goes: a registry repository or a local OCI image layout directory.
+
+``parse_destination`` turns the worker's DEST argument into an ``ArtifactTarget``:
+
+- ``[http://]host[:port]/repository[:tag]`` — an OCI registry (HTTPS unless ``http://`` or
+  ``insecure=True`` says otherwise);
+- an absolute path or one starting with ``./`` or ``../`` — an OCI image layout directory,
+  created when missing (tagged with ``tag=`` when given).
+
+Both targets take blobs as a ``ChunkOpener`` (bytes from an offset) rather than one iterator, so
+that each can resume where its medium stopped: the registry at its committed upload offset, the
+layout at the end of its partial file.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Protocol
+
+from worker.oci.auth import find_auth_file, load_credentials
+from worker.oci.content import ByteCounter, ChunkOpener, sha256_digest
+from worker.oci.layout import OciLayout
+from worker.oci.modelpack import ARTIFACT_TYPE
+from worker.oci.reference import InvalidReference, Reference, parse_reference
+from worker.oci.registry import RegistryClient, RegistrySettings
+from worker.oci.upload import BlobUpload, UploadSessions
+
+
+class ArtifactTarget(Protocol):
+    """The few operations publishing needs; implementations are safe to call from threads."""
+
+    @property
+    def tag(self) -> str | None:
+        """The tag the manifest gets (None: pushed by digest only)."""
+        ...
+
+    def has_blob(self, digest: str) -> bool:
+        """True when the blob is already there (then it is neither read nor sent)."""
+        ...
+
+    def put_blob(
+        self, open_chunks: ChunkOpener, size: int, digest: str | None, on_bytes: ByteCounter
+    ) -> str:
+        """Stores a blob of ``size`` bytes; returns its digest. ``DigestMismatch`` when the
+        bytes do not match ``digest`` or ``size``."""
+        ...
+
+    def put_manifest(self, data: bytes, media_type: str, tag: str | None) -> str:
+        """Stores the manifest (tagged when ``tag``); returns its digest."""
+        ...
+
+    def pinned(self, digest: str) -> str:
+        """The reference that names the artifact by digest, e.g. ``host/repo@sha256:…``."""
+        ...
+
+
+class RegistryTarget:
+    def __init__(
+        self,
+        client: RegistryClient,
+        reference: Reference,
+        *,
+        mount_from: Sequence[str] = (),
+        sessions: UploadSessions | None = None,
+    ) -> None:
+        self.client = client
+        self.reference = reference
+        self._mount_from = tuple(mount_from)
+        self._sessions = sessions or UploadSessions()
+
+    @property
+    def tag(self) -> str | None:
+        return self.reference.tag
+
+    def has_blob(self, digest: str) -> bool:
+        repository = self.reference.repository
+        if self.client.blob_size(repository, digest) is not None:
+            return True
+        # Another repository of the registry may hold it (another model with the same file).
+        return any(self.client.mount_blob(repository, digest, other) for other in self._mount_from)
+
+    def put_blob(
+        self, open_chunks: ChunkOpener, size: int, digest: str | None, on_bytes: ByteCounter
+    ) -> str:
+        upload = BlobUpload(
+            self.client, self.reference.repository, self._sessions, open_chunks, size, digest
+        )
+        return upload.run(on_bytes)
+
+    def put_manifest(self, data: bytes, media_type: str, tag: str | None) -> str:
+        reference = tag or sha256_digest(data)
+        return self.client.put_manifest(self.reference.repository, reference, data, media_type)
+
+    def pinned(self, digest: str) -> str:
+        return str(Reference(self.reference.registry, self.reference.repository, digest=digest))
+
+
+class LayoutTarget:
+    def __init__(self, layout: OciLayout, tag: str | None, artifact_type: str | None) -> None:
+        self.layout = layout
+        self._tag = tag
+        self._artifact_type = artifact_type
+
+    @property
+    def tag(self) -> str | None:
+        return self._tag
+
+    def has_blob(self, digest: str) -> bool:
+        return self.layout.has_blob(digest)
+
+    def put_blob(
+        self, open_chunks: ChunkOpener, size: int, digest: str | None, on_bytes: ByteCounter
+    ) -> str:
+        return self.layout.write_blob(open_chunks, size, digest, on_bytes)
+
+    def put_manifest(self, data: bytes, media_type: str, tag: str | None) -> str:
+        return self.layout.add_manifest(data, media_type, tag, self._artifact_type)
+
+    def pinned(self, digest: str) -> str:
+        return f"{self.layout.root}@{digest}"
+
+
+def is_layout_path(dest: str) -> bool:
+    return dest.startswith(("/", "./", "../")) or dest in (".", "..")
+
+
+def parse_destination(
+    dest: str,
+    *,
+    tag: str | None = None,
+    insecure: bool = False,
+    ca_file: Path | None = None,
+    auth_file: Path | None = None,
+    settings: RegistrySettings | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+    mount_from: Sequence[str] = (),
+    upload_state: Path | None = None,
+) -> ArtifactTarget:
+    """The target DEST names. ``upload_state`` keeps registry upload sessions across runs."""
+    if is_layout_path(dest):
+        return LayoutTarget(OciLayout(Path(dest), create=True), tag, ARTIFACT_TYPE)
+    reference = parse_reference(dest)
+    if reference.digest is not None:
+        raise InvalidReference(f"{dest!r}: a destination names a tag, not a digest")
+    if reference.tag is None and tag is not None:
+        reference = Reference(reference.registry, reference.repository, tag, None, reference.scheme)
+    client = connect(
+        reference, insecure=insecure, ca_file=ca_file, auth_file=auth_file, settings=settings,
+        sleep=sleep,
+    )  # fmt: skip
+    sessions = UploadSessions(upload_state)
+    return RegistryTarget(client, reference, mount_from=mount_from, sessions=sessions)
+
+
+def connect(
+    reference: Reference,
+    *,
+    insecure: bool = False,
+    ca_file: Path | None = None,
+    auth_file: Path | None = None,
+    settings: RegistrySettings | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> RegistryClient:
+    """A client for the reference's registry, with the credentials the auth file has for it."""
+    if reference.scheme == "https" and insecure:
+        raise InvalidReference(f"{reference}: https:// and insecure contradict each other")
+    credentials = load_credentials(reference.registry, find_auth_file(auth_file))
+    return RegistryClient(
+        reference.registry,
+        insecure=insecure or reference.scheme == "http",
+        ca_file=ca_file,
+        credentials=credentials,
+        settings=settings,
+        sleep=sleep,
+    )
