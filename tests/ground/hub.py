@@ -26,6 +26,7 @@ import json
 import re
 import ssl
 import threading
+import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -54,6 +55,8 @@ class HubEmulator:
     def __init__(self, page_size: int = 1000, tls: KeyPair | None = None) -> None:
         self.page_size = page_size
         self.repos: dict[str, HubRepo] = {}
+        self.bytes_per_second: float | None = None
+        """Throttles file bodies (to act while a transfer is in flight); None: full speed."""
         self.tokens: dict[str, set[str]] = {}
         """Valid token → ids of the private and gated repositories it grants."""
         self._blobs: dict[str, RepoFile] = {}
@@ -213,6 +216,8 @@ class _Handler(BaseHTTPRequestHandler):
                 self.wfile.write(chunk)
                 self._sent += len(chunk)
                 remaining -= len(chunk)
+                if self.hub.bytes_per_second:
+                    time.sleep(len(chunk) / self.hub.bytes_per_second)
         return None
 
     # ---- the CDN --------------------------------------------------------------------------

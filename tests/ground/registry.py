@@ -59,12 +59,15 @@ def run_registry(
     ca_cert: Path | None = None,
     htpasswd: Path | None = None,
     name: str = "registry",
+    port: int | None = None,
 ) -> Iterator[Registry]:
+    """``port``: a fixed port, to restart a registry where its clients expect it (same storage
+    when the same ``work`` and ``name`` are given)."""
     binary = shutil.which(REGISTRY_BINARY)
     if binary is None:
         raise RuntimeError("docker-registry is not installed: `make test` installs it with apt-get")
     work.mkdir(parents=True, exist_ok=True)
-    port = free_port()
+    port = port or free_port()
     storage = work / f"{name}-storage"
     config = work / f"{name}.yml"
     config.write_text(yaml.safe_dump(_config(storage, port, tls, htpasswd)))
