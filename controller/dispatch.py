@@ -22,7 +22,7 @@ from controller.kube import CLUSTER_MODELS, JOBS, MODELS, SECRETS, KubeClient
 from controller.naming import ObjectKey
 
 JSON = dict[str, Any]
-ADOPTION_WINDOW_SECONDS = 120.0
+ADOPTION_WINDOW_SECONDS = 30.0
 
 
 def is_finished(job: JSON) -> bool:
@@ -73,10 +73,13 @@ class Dispatcher:
             pending = len(self._created)
         return pending + sum(1 for j in jobs.values() if not is_finished(j))
 
-    def invalidate(self) -> None:
-        """Called by the event handlers on any Model or Job change: the queue may differ."""
+    def invalidate(self, job_seen: str | None = None) -> None:
+        """Called by the event handlers on any Model or Job change: the queue may differ. A Job
+        the informer has seen no longer needs counting as just created."""
         with self._lock:
             self._version += 1
+            if job_seen is not None:
+                self._created.pop(job_seen, None)
 
     def _waiting(self) -> dict[tuple[str, ...], int]:
         """Objects without a Job, oldest first → their 1-based place; recomputed only after a

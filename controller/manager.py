@@ -113,7 +113,7 @@ class Manager:
             return self._uids.get(uid)
 
     def _on_job(self, event: str, obj: JSON) -> None:
-        self.dispatcher.invalidate()
+        self.dispatcher.invalidate(job_seen=obj["metadata"]["name"])
         key = self._owner(obj)
         if key is not None:
             self.queue.add(key)

@@ -59,7 +59,12 @@ def configure_logging() -> None:
 
 
 def write_termination(payload: dict[str, str]) -> None:
-    path = Path(os.environ.get("AI_MODELS_TERMINATION_LOG", TERMINATION_LOG))
+    """In a pod (``POD_NAME`` set) the kubelet reads ``/dev/termination-log``; on a laptop no
+    such file is written unless ``AI_MODELS_TERMINATION_LOG`` names one."""
+    configured = os.environ.get("AI_MODELS_TERMINATION_LOG")
+    if not configured and not os.environ.get("POD_NAME"):
+        return
+    path = Path(configured or TERMINATION_LOG)
     try:
         with path.open("w") as handle:
             handle.write(json.dumps(payload, ensure_ascii=True))
