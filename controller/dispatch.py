@@ -36,10 +36,24 @@ def _retry(obj: JSON) -> str:
     return str((obj["metadata"].get("annotations") or {}).get(naming.RETRY_ANNOTATION, ""))
 
 
+# Objects that wait for the user (a missing Secret) hold no place in the slot queue: they would
+# block everyone behind them. They are rechecked on their own and queue again once unblocked.
+USER_BLOCKED_REASONS = frozenset({"AuthSecretNotFound", "AuthSecretInvalid"})
+
+
+def _ready_reason(obj: JSON) -> str | None:
+    for cond in (obj.get("status") or {}).get("conditions") or []:
+        if cond.get("type") == "Ready":
+            return str(cond.get("reason"))
+    return None
+
+
 def needs_slot(obj: JSON) -> bool:
     """Whether the object waits for (or holds) a preparation slot."""
     meta, st = obj["metadata"], obj.get("status") or {}
     if meta.get("deletionTimestamp") or "url" not in obj["spec"]["source"]:
+        return False
+    if st.get("phase") == "Pending" and _ready_reason(obj) in USER_BLOCKED_REASONS:
         return False
     attempted = (meta.get("annotations") or {}).get(naming.ANNOTATION_RETRY_OF)
     return st.get("phase") != "Ready" and not (

@@ -101,7 +101,7 @@ class ControllerProcess:
         return "".join(p.read_text(errors="replace") for p in self.logs if p.exists())
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def e2e_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RestartableRegistry]:
     registry = RestartableRegistry(tmp_path_factory.mktemp("e2e-registry"))
     registry.start()
@@ -117,7 +117,7 @@ def controller_kubeconfig(plane: ControlPlane, work: Path) -> Path:
     return plane.write_kubeconfig(work / "controller.kubeconfig", {"token": token.stdout.strip()})
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def e2e_config(
     control_plane: ControlPlane,
     e2e_registry: RestartableRegistry,
@@ -161,7 +161,7 @@ def e2e_config(
     return path
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def node(
     control_plane: ControlPlane, e2e_config: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[NodeEmulator]:
@@ -172,7 +172,7 @@ def node(
         yield emulator
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def controller(
     control_plane: ControlPlane,
     e2e_config: Path,

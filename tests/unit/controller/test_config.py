@@ -76,3 +76,21 @@ def test_repository_names_and_the_length_fallback() -> None:
         artifact_reference("r:5000", "p", ObjectKey("Model", "ns", "m"), uid)
         == "r:5000/p/model/ns/m:u-1"
     )
+
+
+def test_objects_blocked_on_the_user_hold_no_place_in_the_slot_queue() -> None:
+    from controller.dispatch import needs_slot
+
+    def obj(reason: str | None, phase: str = "Pending") -> dict[str, object]:
+        conditions = [{"type": "Ready", "status": "False", "reason": reason}] if reason else []
+        return {
+            "metadata": {"name": "m", "annotations": {}},
+            "spec": {"source": {"url": "https://hf.co/a/b"}},
+            "status": {"phase": phase, "conditions": conditions},
+        }
+
+    assert needs_slot(obj("Queued")) is True
+    assert needs_slot(obj(None)) is True
+    assert needs_slot(obj("AuthSecretNotFound")) is False
+    assert needs_slot(obj("AuthSecretInvalid")) is False
+    assert needs_slot(obj("Published", "Ready")) is False
