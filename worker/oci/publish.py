@@ -32,7 +32,7 @@ from worker.oci.modelpack import (
 from worker.oci.target import ArtifactTarget
 from worker.plan import PlannedFile, Source, SourcePlan
 
-DEFAULT_CHUNK_SIZE = 16 << 20
+DEFAULT_CHUNK_SIZE = 8 << 20
 Stage = Literal["transfer", "config", "manifest"]
 
 

@@ -51,7 +51,7 @@ class RegistrySettings:
     connect_timeout: float = 10.0
     read_timeout: float = 300.0
     """Seconds without a byte; a registry may take long to verify a large blob on the final PUT."""
-    chunk_size: int = 16 << 20
+    chunk_size: int = 8 << 20
     """Bytes per upload PATCH and per read of a blob download (memory per transfer)."""
 
     def backoff(self, attempt: int) -> float:
