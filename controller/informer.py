@@ -37,6 +37,7 @@ class Informer:
         namespace: str | None = None,
         label_selector: str | None = None,
         stop: threading.Event | None = None,
+        backoff_initial: float = 0.5,
         backoff_cap: float = 30.0,
         watch_timeout: int = 300,
     ) -> None:
@@ -46,12 +47,14 @@ class Informer:
         self._namespace = namespace
         self._selector = label_selector
         self._stop = stop or threading.Event()
+        self._backoff_initial = backoff_initial
         self._backoff_cap = backoff_cap
         self._watch_timeout = watch_timeout
         self._lock = threading.Lock()
         self._store: dict[str, JSON] = {}
         self.synced = threading.Event()
         self.relists = 0
+        self._version: str | None = None
 
     # ---- reads --------------------------------------------------------------------------------
 
@@ -73,17 +76,17 @@ class Informer:
         return thread
 
     def run(self) -> None:
-        delay = 0.5
-        version: str | None = None
+        delay = self._backoff_initial
+        self._version = None
         while not self._stop.is_set():
             try:
-                if version is None:
-                    version = self._relist()
-                version = self._watch(version)
-                delay = 0.5
+                if self._version is None:
+                    self._version = self._relist()
+                self._watch(self._version)
+                delay = self._backoff_initial
             except Gone:
                 log.info("watch expired, relisting", resource=self.resource.plural)
-                version = None
+                self._version = None
             except (ApiUnavailable, KubeError) as error:
                 log.warning(
                     "watch failed, backing off",
@@ -108,12 +111,14 @@ class Informer:
         self.synced.set()
         return version
 
-    def _watch(self, version: str) -> str:
+    def _watch(self, version: str) -> None:
+        """Applies events until the watch ends; ``_version`` follows every event, so a watch
+        that breaks resumes after the last event seen, not from where it started."""
         events = self._kube.watch(
             self.resource, version, self._namespace, self._selector, self._watch_timeout
         )
         for kind, obj in events:
-            version = obj.get("metadata", {}).get("resourceVersion") or version
+            self._version = obj.get("metadata", {}).get("resourceVersion") or self._version
             if kind == "BOOKMARK":
                 continue
             key = object_key(obj)
@@ -125,4 +130,3 @@ class Informer:
             self._handler(kind, obj)
             if self._stop.is_set():
                 break
-        return version
