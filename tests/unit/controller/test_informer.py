@@ -79,7 +79,7 @@ def test_relist_on_gone_resume_on_errors_and_deletes_found_by_relist() -> None:
         MODELS,
         lambda e, o: seen.append((e, o["metadata"]["name"])),
         stop=stop,
-        backoff_cap=0.01,
+        backoff_initial=0.25,
     )  # type: ignore[arg-type]
     informer.run()
     assert seen == [
