@@ -234,3 +234,47 @@ def test_leader_failover(
     finally:
         standby.stop()
         controller.start()
+
+
+def test_registry_down_delays_deletion_with_a_message_and_blocks_nobody_else(
+    control_plane: ControlPlane,
+    controller: ControllerProcess,
+    node: NodeEmulator,
+    e2e_registry: RestartableRegistry,
+) -> None:
+    ns = namespace(control_plane, "team-delete-later")
+    apply(control_plane, model("minilm", MINILM_URL, ns))
+    ready = wait_phase(control_plane, "minilm", ns, "Ready", "Failed")
+    digest = ready["status"]["artifact"]["digest"]
+    e2e_registry.stop()
+    try:
+        control_plane.kubectl_run("delete", "model", "minilm", "-n", ns, "--wait=false")
+
+        def waiting() -> str:
+            cond = ready_condition(get_model(control_plane, "minilm", ns))
+            message = str(cond.get("message", ""))
+            return (
+                message
+                if message.startswith("waiting for the registry to delete the artifact")
+                else ""
+            )
+
+        wait_for(waiting, 60)
+        assert get_model(control_plane, "minilm", ns)["status"]["phase"] == "Deleting"
+        # Another object is reconciled meanwhile: an unsupported source gets its status.
+        other = namespace(control_plane, "team-unblocked")
+        apply(
+            control_plane,
+            {
+                "apiVersion": "ai.deckhouse.io/v1alpha1",
+                "kind": "Model",
+                "metadata": {"name": "upload", "namespace": other},
+                "spec": {"source": {"upload": {}}},
+            },
+        )
+        unblocked = wait_phase(control_plane, "upload", other, "Pending", timeout=30)
+        assert ready_condition(unblocked)["reason"] == "SourceKindNotSupported"
+    finally:
+        e2e_registry.start()
+    wait_for(lambda: get_model(control_plane, "minilm", ns) == {}, 90)
+    assert manifest(e2e_registry.url, f"ai-models/model/{ns}/minilm", digest)[0] == 404
