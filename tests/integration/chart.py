@@ -1,4 +1,4 @@
-"""Helpers of the chart tests: the pinned helm binary and rendering."""
+"""Helpers of the chart tests: the pinned helm binary, rendering, installing."""
 
 from __future__ import annotations
 
@@ -23,17 +23,22 @@ def helm(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([str(helm_binary()), *args], capture_output=True, text=True, check=False)
 
 
-def render(
-    namespace: str = "d8-ai-models", *values: Path, sets: tuple[str, ...] = ()
-) -> list[dict[str, Any]]:
-    args = ["template", "ai-models", str(CHART), "-n", namespace]
+def template(namespace: str, values: tuple[Path, ...], sets: tuple[str, ...], *extra: str) -> str:
+    """``helm template`` of the chart; the rendered YAML."""
+    args = ["template", "ai-models", str(CHART), "-n", namespace, *extra]
     for path in values:
         args += ["-f", str(path)]
     for item in sets:
         args += ["--set", item]
     result = helm(*args)
     assert result.returncode == 0, result.stderr
-    return [d for d in yaml.safe_load_all(result.stdout) if d]
+    return result.stdout
+
+
+def render(
+    namespace: str = "d8-ai-models", *values: Path, sets: tuple[str, ...] = ()
+) -> list[dict[str, Any]]:
+    return [d for d in yaml.safe_load_all(template(namespace, values, sets)) if d]
 
 
 def find(docs: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
@@ -45,26 +50,13 @@ def install(
 ) -> list[dict[str, Any]]:
     """Applies the rendered chart (CRDs included) into ``namespace`` as the cluster admin would."""
     plane.kubectl_run("create", "namespace", namespace)
-    args = ["template", "ai-models", str(CHART), "-n", namespace, "--include-crds"]
-    for path in values:
-        args += ["-f", str(path)]
-    for item in sets:
-        args += ["--set", item]
-    result = helm(*args)
-    assert result.returncode == 0, result.stderr
+    rendered = template(namespace, values, sets, "--include-crds")
     applied = plane.kubectl_run(
-        "apply",
-        "--server-side",
-        "--force-conflicts",
-        "-n",
-        namespace,
-        "-f",
-        "-",
-        stdin=result.stdout,
+        "apply", "--server-side", "--force-conflicts", "-n", namespace, "-f", "-", stdin=rendered
     )
     assert applied.returncode == 0, applied.stderr
     waited = plane.kubectl_run(
         "wait", "--for=condition=Established", "--timeout=60s", "crd", "--all"
     )
     assert waited.returncode == 0, waited.stderr
-    return [d for d in yaml.safe_load_all(result.stdout) if d]
+    return [d for d in yaml.safe_load_all(rendered) if d]

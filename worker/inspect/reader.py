@@ -47,7 +47,7 @@ def truncated(name: str, offset: int, length: int, size: int) -> InvalidWeights:
     )
 
 
-class _CountingSource:
+class CountingSource:
     """Shared bookkeeping: bounds checks and read counters."""
 
     def __init__(self, name: str, size: int) -> None:
@@ -79,7 +79,7 @@ class _CountingSource:
         return data
 
 
-class FileByteSource(_CountingSource):
+class FileByteSource(CountingSource):
     """A local file; its size is taken once, at construction."""
 
     def __init__(self, path: str | Path, name: str | None = None) -> None:
@@ -95,7 +95,7 @@ class FileByteSource(_CountingSource):
         return self._count(data, offset, length)
 
 
-class BytesSource(_CountingSource):
+class BytesSource(CountingSource):
     """Bytes already in memory (a small file fetched whole, or a test fixture)."""
 
     def __init__(self, name: str, data: bytes) -> None:
