@@ -35,7 +35,13 @@ from typing import Any
 
 import structlog
 
-from worker.errors import TRANSIENT_EXIT_CODE, PermanentError, WorkerError
+from worker.errors import (
+    TRANSIENT_EXIT_CODE,
+    InsufficientStorage,
+    PermanentError,
+    WorkerError,
+    is_out_of_space,
+)
 from worker.memory import limit_heap_retention
 from worker.oci.layout import InvalidLayout
 from worker.oci.reference import InvalidReference
@@ -83,6 +89,20 @@ class InvalidDestination(PermanentError):  # noqa: N818 - named after its reason
     """DEST (or REF) is neither a valid OCI reference nor a usable directory."""
 
     reason = "InvalidDestination"
+
+
+def _out_of_space(error: OSError, args: argparse.Namespace) -> InsufficientStorage:
+    """A full disk that no lower layer reported: names the file when known, else the directory
+    written to (DEST of ``materialize`` or of a layout; the workspace for a registry DEST)."""
+    where = error.filename
+    if where is None:
+        dest = str(args.dest)
+        registry_dest = args.command == "prepare" and not dest.startswith(("/", "."))
+        where = os.environ.get("AI_MODELS_WORKSPACE", ".") if registry_dest else dest
+    return InsufficientStorage(
+        f"{where}: no space left on its device ({error.strerror}); free space or give the "
+        "worker a larger volume, then run again"
+    )
 
 
 def fail(error: WorkerError) -> int:
@@ -140,6 +160,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except Exception as error:
+        if is_out_of_space(error):
+            return fail(_out_of_space(error, args))
         log.exception("unexpected failure")
         payload = {"reason": "WorkerCrashed", "message": f"{type(error).__name__}: {error}"[:2000]}
         write_termination(payload)

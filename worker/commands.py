@@ -12,6 +12,7 @@ from typing import Any
 
 import structlog
 
+from worker.errors import InsufficientStorage
 from worker.inspect.resolve import inspect_source
 from worker.oci.materialize import materialize as pull
 from worker.oci.publish import publish
@@ -107,9 +108,13 @@ def prepare(spec: str, dest: str) -> dict[str, Any]:
     workspace = Path(os.environ.get("AI_MODELS_WORKSPACE", "."))
     target = parse_destination(dest, upload_state=_upload_state(workspace), **registry_options())
     reporter = ProgressReporter(plan.total_bytes, annotator, interval=interval)
-    artifact = publish(
-        plan, source, inspection.resolved, target, progress=reporter, concurrency=concurrency
-    )
+    try:
+        artifact = publish(
+            plan, source, inspection.resolved, target, progress=reporter, concurrency=concurrency
+        )
+    except InsufficientStorage as error:
+        needed = f" (the model's files take {plan.total_bytes:,} bytes)"
+        raise InsufficientStorage(error.message + needed) from error
     result = {
         "artifact": {
             "kind": "OCI",

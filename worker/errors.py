@@ -16,7 +16,8 @@ once; a transient one exits with 1 and the Job retries the pod.
     │   ├── InvalidWeights           a weight or config file is malformed or out of bounds
     │   ├── RegistryUnauthorized     the OCI registry refused our credentials (401/403)
     │   ├── RegistryRejected         the OCI registry refused a request (4xx: bad name, not found…)
-    │   └── InvalidSource            the source string is not a supported URL or local path
+    │   ├── InvalidSource            the source string is not a supported URL or local path
+    │   └── InsufficientStorage      the local disk filled up (ENOSPC/EDQUOT) while writing
     └── TransientError               exit code 1: the Job retries the pod
         ├── SourceUnavailable        the source answered 5xx, timed out or reset the connection
         └── RegistryUnavailable      the OCI registry answered 5xx or could not be reached
@@ -27,8 +28,9 @@ a reason read in a status can be found in the code with one search.
 
 from __future__ import annotations
 
+import errno
 import json
-from typing import ClassVar
+from typing import ClassVar, TypeGuard
 
 PERMANENT_EXIT_CODE = 2
 """Exit code of a permanent failure; the Job's podFailurePolicy fails the Job on it."""
@@ -130,3 +132,20 @@ class RegistryRejected(PermanentError):  # noqa: N818
 
 class InvalidSource(PermanentError):  # noqa: N818
     reason = "InvalidSource"
+
+
+class InsufficientStorage(PermanentError):  # noqa: N818
+    """The disk the worker writes to (a layout directory, the materialize directory, the
+    workspace) has no space or quota left. Permanent: the space a model needs is fixed, so a
+    retried pod would download the same bytes again only to stop at the same point; a person has
+    to free space or give the worker a larger volume, then retry."""
+
+    reason = "InsufficientStorage"
+
+
+OUT_OF_SPACE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+
+
+def is_out_of_space(error: BaseException) -> TypeGuard[OSError]:
+    """True for the ``OSError`` of a full disk or an exhausted quota."""
+    return isinstance(error, OSError) and error.errno in OUT_OF_SPACE_ERRNOS

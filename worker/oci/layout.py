@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from worker.errors import InsufficientStorage, is_out_of_space
 from worker.oci.content import ByteCounter, ChunkOpener, DigestMismatch, hex_of, sha256_digest
 
 LAYOUT_FILE = "oci-layout"
@@ -80,6 +81,12 @@ class OciLayout:
             # A wrong blob is worthless; an unnamed one cannot be resumed by anyone.
             if isinstance(error, DigestMismatch) or digest is None:
                 partial.unlink(missing_ok=True)
+            if is_out_of_space(error):
+                raise InsufficientStorage(
+                    f"{self.root}: no space left on its device while writing blob "
+                    f"{digest or '(digest not known yet)'} ({error.strerror}); free space or use "
+                    "a larger volume, then run again"
+                ) from error
             raise
         os.replace(partial, self.blob_path(actual))
         return actual

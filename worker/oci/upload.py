@@ -23,13 +23,16 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from worker.errors import RegistryUnavailable
+import structlog
+
+from worker.errors import RegistryUnavailable, is_out_of_space
 from worker.oci.content import ByteCounter, ChunkOpener, DigestMismatch, rechunk
 from worker.oci.registry import RegistryClient, RegistryRefusal
 
 # The registry's answers when a PATCH does not fit the session any more (a partial write of a
 # failed request moved the offset, or the registry dropped the session).
 _SESSION_LOST_STATUSES = frozenset({400, 404, 416})
+log = structlog.get_logger("worker")
 
 
 class UploadSessions:
@@ -62,8 +65,18 @@ class UploadSessions:
         if self._file is None:
             return
         temporary = self._file.with_name(self._file.name + ".tmp")
-        temporary.write_text(json.dumps(self._locations, sort_keys=True))
-        os.replace(temporary, self._file)
+        try:
+            temporary.write_text(json.dumps(self._locations, sort_keys=True))
+            os.replace(temporary, self._file)
+        except OSError as error:
+            if not is_out_of_space(error):
+                raise
+            # The file only spares a restarted pod some re-sent bytes: a full workspace must not
+            # fail an upload that the registry can still take.
+            log.warning("workspace full: upload sessions are not kept", file=str(self._file))
+            with contextlib.suppress(OSError):
+                temporary.unlink(missing_ok=True)
+            self._file = None
 
 
 @dataclass
