@@ -19,8 +19,9 @@ Environment (set by the controller's Job; all optional on a laptop):
 ``POD_NAME``/``POD_NAMESPACE`` (report progress and the result on this pod), ``HF_ENDPOINT``,
 ``HF_TOKEN`` or ``HF_TOKEN_PATH``, ``OLLAMA_REGISTRY``, ``SOURCES_CA_BUNDLE``,
 ``DOCKER_CONFIG`` (directory with ``config.json``: registry credentials),
-``AI_MODELS_REGISTRY_CA``, ``AI_MODELS_REGISTRY_INSECURE``, ``AI_MODELS_WORKSPACE``,
-``AI_MODELS_PROGRESS_INTERVAL``, ``AI_MODELS_TRANSFER_CONCURRENCY``, ``AI_MODELS_TERMINATION_LOG``.
+``AI_MODELS_REGISTRY_CA``, ``AI_MODELS_REGISTRY_INSECURE``, ``AI_MODELS_REGISTRY_ATTEMPTS``,
+``AI_MODELS_WORKSPACE``, ``AI_MODELS_PROGRESS_INTERVAL``, ``AI_MODELS_TRANSFER_CONCURRENCY``,
+``AI_MODELS_TERMINATION_LOG``.
 """
 
 from __future__ import annotations
@@ -58,6 +59,7 @@ def configure_logging() -> None:
     structlog.configure(
         processors=[
             structlog.processors.add_log_level,
+            structlog.processors.format_exc_info,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             renderer,
         ],

@@ -16,6 +16,7 @@ from worker.errors import InsufficientStorage
 from worker.inspect.resolve import inspect_source
 from worker.oci.materialize import materialize as pull
 from worker.oci.publish import publish
+from worker.oci.registry import RegistrySettings
 from worker.oci.target import parse_destination
 from worker.podreport import patch_with_retries, pod_annotator_from_env
 from worker.progress import ANNOTATION_PROGRESS, ProgressReporter
@@ -34,11 +35,16 @@ def _env_path(name: str) -> Path | None:
 
 def registry_options() -> dict[str, Any]:
     docker_config = _env_path("DOCKER_CONFIG")
-    return {
+    options: dict[str, Any] = {
         "insecure": os.environ.get("AI_MODELS_REGISTRY_INSECURE", "").lower() in TRUE,
         "ca_file": _env_path("AI_MODELS_REGISTRY_CA"),
         "auth_file": docker_config / "config.json" if docker_config else None,
     }
+    attempts = os.environ.get("AI_MODELS_REGISTRY_ATTEMPTS")
+    if attempts and attempts.isdigit() and int(attempts) >= 1:
+        # Tries per registry request before RegistryUnavailable (default 6, ~15 s of backoff).
+        options["settings"] = RegistrySettings(attempts=int(attempts))
+    return options
 
 
 def _float_env(name: str, default: float) -> float:
@@ -90,6 +96,9 @@ def prepare(spec: str, dest: str) -> dict[str, Any]:
     annotator = pod_annotator_from_env()
     interval = _float_env("AI_MODELS_PROGRESS_INTERVAL", 2.0)
     concurrency = int(_float_env("AI_MODELS_TRANSFER_CONCURRENCY", 3))
+    # DEST is checked first: a typo in --to fails at once, before any source traffic.
+    workspace = Path(os.environ.get("AI_MODELS_WORKSPACE", "."))
+    target = parse_destination(dest, upload_state=_upload_state(workspace), **registry_options())
     source = open_source(spec, SourceSettings.from_env())
     starting = ProgressReporter(0, annotator, interval=interval)
     starting.stage("inspecting")
@@ -105,8 +114,6 @@ def prepare(spec: str, dest: str) -> dict[str, Any]:
         notes=list(plan.notes),
         resolved=inspection.resolved.to_wire(),
     )
-    workspace = Path(os.environ.get("AI_MODELS_WORKSPACE", "."))
-    target = parse_destination(dest, upload_state=_upload_state(workspace), **registry_options())
     reporter = ProgressReporter(plan.total_bytes, annotator, interval=interval)
     try:
         artifact = publish(

@@ -18,6 +18,8 @@ from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
+import structlog
+
 from api.model import ArtifactStatus, ResolvedMetadata
 from worker.errors import InvalidWeights
 from worker.oci.content import ChunkOpener, DigestMismatch, sha256_digest
@@ -33,6 +35,7 @@ from worker.oci.target import ArtifactTarget
 from worker.plan import PlannedFile, Source, SourcePlan
 
 DEFAULT_CHUNK_SIZE = 8 << 20
+log = structlog.get_logger("publish")
 Stage = Literal["transfer", "config", "manifest"]
 
 
@@ -161,17 +164,26 @@ class _Transfer:
         return self._put(planned, lambda offset: [data[offset:]], digest)
 
     def _put(self, planned: PlannedFile, open_chunks: ChunkOpener, known: str | None) -> str:
-        try:
-            digest = self._target.put_blob(
-                open_chunks,
-                planned.size,
-                known,
-                lambda nbytes: self._progress.advance(planned.path, nbytes),
-            )
-        except DigestMismatch as mismatch:
-            raise _invalid(planned, mismatch) from None
-        self._progress.file_done(planned.path, False)
-        return digest
+        # Bytes that do not match their announced sha256 may be a corruption in transit: the
+        # file is fetched and sent once more before the source is declared at fault.
+        for attempt in (1, 2):
+            try:
+                digest = self._target.put_blob(
+                    open_chunks,
+                    planned.size,
+                    known,
+                    lambda nbytes: self._progress.advance(planned.path, nbytes),
+                )
+            except DigestMismatch as mismatch:
+                if attempt == 2:
+                    raise _invalid(planned, mismatch) from None
+                log.warning(
+                    "content does not match its sha256, fetching it again", file=planned.path
+                )
+                continue
+            self._progress.file_done(planned.path, False)
+            return digest
+        raise AssertionError("unreachable")
 
     def _chunks(self, path: str, offset: int) -> Iterator[bytes]:
         for chunk in self._source.stream(path, offset, self._chunk_size):
