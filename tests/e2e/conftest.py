@@ -167,7 +167,11 @@ def node(
 ) -> Iterator[NodeEmulator]:
     images = {WORKER_IMAGE: [str(WORKER)]}
     with NodeEmulator(
-        control_plane, tmp_path_factory.mktemp("node"), images, namespaces=[SYSTEM]
+        control_plane,
+        tmp_path_factory.mktemp("node"),
+        images,
+        namespaces=[SYSTEM],
+        image_paths=[REPO],  # the checkout may live under /tmp, where the Job mounts an emptyDir
     ) as emulator:
         yield emulator
 

@@ -128,13 +128,15 @@ class NodeEmulator:
         namespaces: Sequence[str] | None = None,
         max_grace_seconds: float = 10.0,
         heartbeat_seconds: float = 10.0,
+        image_paths: Sequence[Path] = (),
     ) -> None:
         """``images``: image reference (whole, or without tag/digest) → the local argv of its
         ENTRYPOINT, or an ``ImageSpec``. ``work_dir``: pods' directories go to
         ``work_dir/<node_name>/pods/<uid>/`` (volumes, ``container.log``). ``labels`` and
         ``taints`` are the Node's (the ``kubernetes.io/hostname``, ``os`` and ``arch`` labels are
         added); ``namespaces`` limits the pods handled (all when None); ``max_grace_seconds``
-        caps a pod's termination grace period."""
+        caps a pod's termination grace period; ``image_paths``: host directories holding the
+        images' files (the checkout, its venv), kept visible under volumes mounted over them."""
         if os.geteuid() != 0:
             raise RuntimeError("the node emulator needs root: it mounts in private namespaces")
         unshare = shutil.which("unshare")
@@ -175,6 +177,7 @@ class NodeEmulator:
                 "-S",
                 str(Path(__file__).with_name("nodeemu_launcher.py")),
             ),
+            image_paths=tuple(str(p) for p in image_paths),
         )
         self._cache: dict[Key, JSON] = {}
         self._runners: dict[str, PodRunner] = {}  # by pod UID: every pod run here, ever

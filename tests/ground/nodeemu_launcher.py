@@ -236,9 +236,26 @@ def _find_executable(command: str, env: dict[str, str], cwd: str, volumes: list[
         raise
 
 
+def _keep_image_paths(
+    namespace: Namespace, paths: list[tuple[str, int]], volumes: list[str]
+) -> None:
+    """Binds back the image's own directories that a volume now hides (read-only)."""
+    for path, fd in paths:
+        if _under(path, volumes):
+            real = namespace.ensure(path, is_dir=True)
+            _mount(f"/proc/self/fd/{fd}", real, None, MS_BIND | MS_REC)
+            _remount_read_only(real)
+        os.close(fd)
+
+
 def launch(spec: dict[str, Any]) -> None:
     namespace = Namespace(spec["scratch"])
+    # Opened before the volumes are mounted: a volume over an ancestor would hide them.
+    image_paths = [
+        (p, os.open(p, os.O_PATH)) for p in spec.get("imagePaths", []) if os.path.isdir(p)
+    ]
     volumes = [real for real, _ in namespace.mount_volumes(spec["mounts"])]
+    _keep_image_paths(namespace, image_paths, volumes)
     env: dict[str, str] = spec["env"]
     cwd = namespace.ensure(spec["cwd"], is_dir=True)
     executable = _find_executable(spec["argv"][0], env, cwd, volumes)

@@ -71,6 +71,10 @@ class NodeContext:
     allocatable: Mapping[str, str]
     max_grace: float
     launcher_argv: tuple[str, ...]  # unshare … python -I -S nodeemu_launcher.py
+    image_paths: tuple[str, ...] = ()
+    """Host directories that play the images' own files (the checkout and its venv): kept
+    visible at their paths even when a volume is mounted over an ancestor (a checkout under
+    /tmp with an emptyDir on /tmp)."""
 
 
 @dataclass(frozen=True)
@@ -241,6 +245,7 @@ class PodRunner(threading.Thread):
             "noNewPrivs": who.no_new_privs,
             "readOnlyRoot": who.read_only_root,
             "scratch": str(self.directory),
+            "imagePaths": list(self.node.image_paths),
         }
         return spec, message_file
 
