@@ -103,6 +103,9 @@ def emulator(
         labels={POOL_LABEL: "workers"},
         namespaces=[NAMESPACE],
         max_grace_seconds=5.0,
+        # The checkout (and its venv, the images' files here) may live under /tmp, where some
+        # pods of this module mount an emptyDir.
+        image_paths=[Path(PYTHON).parents[2]],
     ) as node:
         yield node
 
