@@ -201,7 +201,9 @@ def read_gguf_header(
     chunk_size: int = DEFAULT_CHUNK_SIZE,
 ) -> GGUFHeader:
     """Read and validate a GGUF header through ``chunk_size`` reads of ``source``."""
-    parser = _Parser(ByteCursor(source, chunk_size=chunk_size), wanted_arrays)
+    # The cap holds while reading: strings each within their limit cannot add up past it.
+    cursor = ByteCursor(source, chunk_size=chunk_size, limit=MAX_HEADER_BYTES)
+    parser = _Parser(cursor, wanted_arrays)
     return parser.header()
 
 

@@ -163,14 +163,22 @@ class ByteCursor:
     """Sequential reads over a ``ByteSource`` through a window of ``chunk_size`` bytes.
 
     Skipping moves the position without reading, so data the parser does not need (fixed-size
-    arrays) costs nothing; only the parts actually decoded are fetched.
+    arrays) costs nothing; only the parts actually decoded are fetched. With a ``limit`` (a
+    header's cap), no read goes past that offset: a header that declares more is refused before
+    those bytes are fetched or kept, however large the file.
     """
 
     def __init__(
-        self, source: ByteSource, *, start: int = 0, chunk_size: int = DEFAULT_CHUNK_SIZE
+        self,
+        source: ByteSource,
+        *,
+        start: int = 0,
+        chunk_size: int = DEFAULT_CHUNK_SIZE,
+        limit: int | None = None,
     ) -> None:
         self._source = source
         self._chunk_size = chunk_size
+        self._limit = limit
         self._window = b""
         self._window_start = 0
         self.position = start
@@ -191,7 +199,13 @@ class ByteCursor:
         size = self._source.size
         if self.position + length > size:
             raise truncated(self._source.name, self.position, length, size)
-        fetch = min(max(length, self._chunk_size), size - self.position)
+        if self._limit is not None and self.position + length > self._limit:
+            raise InvalidWeights(
+                f"{self._source.name}: header exceeds the {self._limit}-byte limit: "
+                f"{length} bytes are needed at offset {self.position}"
+            )
+        end = size if self._limit is None else min(size, self._limit)
+        fetch = min(max(length, self._chunk_size), end - self.position)
         self._window = self._source.read_at(self.position, fetch)
         self._window_start = self.position
         return 0

@@ -510,8 +510,23 @@ def test_header_cap_bounds_counts(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_header_cap_bounds_the_whole_header(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(g, "MAX_HEADER_BYTES", 200)
     data = b.gguf_file([_kv("general.description", b.STRING, "x" * 300)])
-    with pytest.raises(InvalidWeights, match=r"header of 363 bytes exceeds the 200-byte limit"):
+    expected = r"header exceeds the 200-byte limit: 300 bytes are needed at offset 63"
+    with pytest.raises(InvalidWeights, match=expected):
         read_gguf_header(BytesSource(FILE, data))
+
+
+def test_header_cap_holds_while_reading(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Regression, found by test_fuzz.py: strings each within MAX_STRING_BYTES but together
+    past the cap were all fetched and kept before the cap was checked at the header's end, so
+    a large file made the parser read and hold as much as it declared (a 4 GiB file whose header
+    declares 11 strings of 16 MiB: 202 MB allocated). The cap now holds at every read."""
+    monkeypatch.setattr(g, "MAX_HEADER_BYTES", 1 << 20)
+    kvs = [_kv(f"test.s{i}", b.STRING, "x" * (256 << 10)) for i in range(12)]
+    source = BytesSource(FILE, b.gguf_file(kvs))
+    expected = r"header exceeds the 1048576-byte limit: 262144 bytes are needed at offset 786564$"
+    with pytest.raises(InvalidWeights, match=expected):
+        read_gguf_header(source)
+    assert source.bytes_read <= 1 << 20
 
 
 def test_named_chat_templates(tmp_path: Path) -> None:
