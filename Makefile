@@ -15,7 +15,11 @@ crds:
 lint:
 	.venv/bin/ruff check . && .venv/bin/ruff format --check . && .venv/bin/mypy && .venv/bin/lint-imports
 
-# Benchmarks (figures in docs/performance.md); need the control plane and registry of `make test`.
+# Benchmarks (figures in docs/performance.md); run `make test` once first (venv, registry,
+# the control plane). bench_prepare.py without --quick needs ~17 GiB of free disk.
 bench:
 	.venv/bin/python bench/bench_gguf_header.py
+	.venv/bin/python bench/bench_inspect.py
+	.venv/bin/python bench/bench_push.py
+	.venv/bin/python bench/bench_prepare.py --quick
 	.venv/bin/python bench/bench_controller.py
