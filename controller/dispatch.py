@@ -18,8 +18,9 @@ from controller import naming
 from controller.config import Config
 from controller.errors import AuthSecretInvalid, AuthSecretNotFound, Conflict
 from controller.jobs import JobRequest, build_job
-from controller.kube import CLUSTER_MODELS, JOBS, MODELS, SECRETS, KubeClient
+from controller.kube import JOBS, SECRETS, KubeClient, model_resource
 from controller.naming import ObjectKey
+from controller.status import ready_condition
 
 JSON = dict[str, Any]
 ADOPTION_WINDOW_SECONDS = 30.0
@@ -41,19 +42,12 @@ def _retry(obj: JSON) -> str:
 USER_BLOCKED_REASONS = frozenset({"AuthSecretNotFound", "AuthSecretInvalid"})
 
 
-def _ready_reason(obj: JSON) -> str | None:
-    for cond in (obj.get("status") or {}).get("conditions") or []:
-        if cond.get("type") == "Ready":
-            return str(cond.get("reason"))
-    return None
-
-
 def needs_slot(obj: JSON) -> bool:
     """Whether the object waits for (or holds) a preparation slot."""
     meta, st = obj["metadata"], obj.get("status") or {}
     if meta.get("deletionTimestamp") or "url" not in obj["spec"]["source"]:
         return False
-    if st.get("phase") == "Pending" and _ready_reason(obj) in USER_BLOCKED_REASONS:
+    if st.get("phase") == "Pending" and ready_condition(obj).get("reason") in USER_BLOCKED_REASONS:
         return False
     attempted = (meta.get("annotations") or {}).get(naming.ANNOTATION_RETRY_OF)
     return st.get("phase") != "Ready" and not (
@@ -169,8 +163,9 @@ class Dispatcher:
         name = naming.job_name(meta["uid"], retry)
         token_secret = self._copy_token(key, obj, name)
         patch = {"metadata": {"annotations": {naming.ANNOTATION_RETRY_OF: retry}}}
-        res = MODELS if key.kind == "Model" else CLUSTER_MODELS
-        obj = self._kube.merge_patch(res, key.name, patch, key.namespace or None)
+        obj = self._kube.merge_patch(
+            model_resource(key.kind), key.name, patch, key.namespace or None
+        )
         request = JobRequest(
             name=name,
             namespace=system,

@@ -18,7 +18,7 @@ from controller import naming, status
 from controller.config import Config
 from controller.errors import KubeError, RegistryError
 from controller.events import EventRecorder
-from controller.kube import CLUSTER_MODELS, JOBS, MODELS, SECRETS, KubeClient
+from controller.kube import JOBS, SECRETS, KubeClient, model_resource
 from controller.naming import ObjectKey
 from controller.registry import RegistryCleaner
 
@@ -104,5 +104,4 @@ class Finalizer:
         meta = obj["metadata"]
         rest = [f for f in meta.get("finalizers") or [] if f != naming.FINALIZER]
         patch = {"metadata": {"finalizers": rest, "resourceVersion": meta["resourceVersion"]}}
-        res = MODELS if key.kind == "Model" else CLUSTER_MODELS
-        self._kube.merge_patch(res, key.name, patch, key.namespace or None)
+        self._kube.merge_patch(model_resource(key.kind), key.name, patch, key.namespace or None)

@@ -58,6 +58,11 @@ EVENTS = Resource("", "v1", "events", "Event", True)
 LEASES = Resource("coordination.k8s.io", "v1", "leases", "Lease", True)
 
 
+def model_resource(kind: str) -> Resource:
+    """The resource of a Model or ClusterModel, by kind."""
+    return MODELS if kind == "Model" else CLUSTER_MODELS
+
+
 def load_api_client(kubeconfig: str | None = None) -> k8s.ApiClient:
     """In-cluster configuration inside a pod, else the kubeconfig (explicit or default)."""
     configuration = k8s.Configuration()

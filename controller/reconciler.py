@@ -24,7 +24,7 @@ from controller.errors import Conflict, PreparationBlocked
 from controller.events import EventRecorder
 from controller.finalizer import Finalizer
 from controller.informer import Informer
-from controller.kube import CLUSTER_MODELS, MODELS, KubeClient, Resource
+from controller.kube import KubeClient, model_resource
 from controller.naming import ObjectKey
 from controller.outcome import Failed, Running, Succeeded, job_outcome
 
@@ -55,10 +55,6 @@ class Caches:
             for p in self.pods.items()
             if p["metadata"].get("labels", {}).get("job-name") == job_name
         ]
-
-
-def resource_of(key: ObjectKey) -> Resource:
-    return MODELS if key.kind == "Model" else CLUSTER_MODELS
 
 
 def now_rfc3339() -> str:
@@ -125,7 +121,9 @@ class Reconciler:
                 "resourceVersion": meta["resourceVersion"],
             }
         }
-        return self._kube.merge_patch(resource_of(key), key.name, patch, key.namespace or None)
+        return self._kube.merge_patch(
+            model_resource(key.kind), key.name, patch, key.namespace or None
+        )
 
     def _write_status(self, key: ObjectKey, obj: JSON, desired: JSON) -> JSON | None:
         """Writes ``desired`` when it differs from the current status; returns the object as
@@ -133,7 +131,9 @@ class Reconciler:
         if (obj.get("status") or {}) == desired:
             return None
         body = {**obj, "status": desired}
-        return self._kube.replace(resource_of(key), key.name, body, key.namespace or None, "status")
+        return self._kube.replace(
+            model_resource(key.kind), key.name, body, key.namespace or None, "status"
+        )
 
     def _write(
         self, key: ObjectKey, obj: JSON, builder: Callable[..., JSON], *args: Any
@@ -175,7 +175,7 @@ class Reconciler:
                 attempt = f"attempt {outcome.attempt}/{outcome.attempts}"
                 note = f"retrying ({attempt}): {last.reason}: {last.message}"
                 reason = last.reason
-            old_message = _ready_message(obj)
+            old_message = str(status.ready_condition(obj).get("message", ""))
             if (
                 self._write(key, obj, status.publishing, outcome.progress, note, reason)
                 and note
@@ -194,10 +194,3 @@ class Reconciler:
                 obj, "Warning", "PreparationFailed", f"{outcome.reason}: {outcome.message}"
             )
         return None
-
-
-def _ready_message(obj: JSON) -> str:
-    for cond in (obj.get("status") or {}).get("conditions") or []:
-        if cond.get("type") == "Ready":
-            return str(cond.get("message", ""))
-    return ""

@@ -27,6 +27,14 @@ class Cond:
     message: str
 
 
+def ready_condition(obj: JSON) -> JSON:
+    """The object's Ready condition as it is now (empty when it has none)."""
+    for cond in (obj.get("status") or {}).get("conditions") or []:
+        if cond.get("type") == READY:
+            return dict(cond)
+    return {}
+
+
 def _conditions(old: JSON, conds: list[Cond], generation: int, now: str) -> list[JSON]:
     previous = {c.get("type"): c for c in old.get("conditions") or []}
     out = []
