@@ -6,8 +6,9 @@
 
 SOURCE: ``https://huggingface.co/<org>/<repo>[/tree/<rev>][?revision=…][&file=<name>.gguf]``,
 ``https://ollama.com/library/<name>[:tag]``, or a local directory / ``.gguf`` / ``.safetensors``.
-DEST / REF: ``host[:port]/repository[:tag|@digest]`` or a local OCI layout directory (absolute
-or ``./…``).
+DEST / REF: ``host[:port]/repository[:tag|@digest]`` or a local OCI layout directory
+``dir[:tag|@digest]`` (absolute, ``./…``, or a relative path whose first component is not a
+host: one with a dot, a port or ``localhost``; a layout DEST without a tag is tagged ``latest``).
 
 Success prints one JSON line on stdout (for ``prepare``: ``{artifact, resolved, source}``, the
 exact shapes of the status fields; ``inspect --json``: ``{resolved, source, files, notes}``) and
@@ -98,8 +99,10 @@ def _out_of_space(error: OSError, args: argparse.Namespace) -> InsufficientStora
     written to (DEST of ``materialize`` or of a layout; the workspace for a registry DEST)."""
     where = error.filename
     if where is None:
+        from worker.oci.target import is_layout_path
+
         dest = str(args.dest)
-        registry_dest = args.command == "prepare" and not dest.startswith(("/", "."))
+        registry_dest = args.command == "prepare" and not is_layout_path(dest)
         where = os.environ.get("AI_MODELS_WORKSPACE", ".") if registry_dest else dest
     return InsufficientStorage(
         f"{where}: no space left on its device ({error.strerror}); free space or give the "

@@ -96,10 +96,11 @@ def prepare(spec: str, dest: str) -> dict[str, Any]:
     annotator = pod_annotator_from_env()
     interval = _float_env("AI_MODELS_PROGRESS_INTERVAL", 2.0)
     concurrency = int(_float_env("AI_MODELS_TRANSFER_CONCURRENCY", 3))
-    # DEST is checked first: a typo in --to fails at once, before any source traffic.
-    workspace = Path(os.environ.get("AI_MODELS_WORKSPACE", "."))
-    target = parse_destination(dest, upload_state=_upload_state(workspace), **registry_options())
+    # Both arguments are checked before any traffic (opening a source only parses it), the
+    # source first: a refused source must not leave a new, empty layout directory behind.
     source = open_source(spec, SourceSettings.from_env())
+    upload_state = _upload_state(_env_path("AI_MODELS_WORKSPACE"))
+    target = parse_destination(dest, upload_state=upload_state, **registry_options())
     starting = ProgressReporter(0, annotator, interval=interval)
     starting.stage("inspecting")
     inspection = inspect_source(source)
@@ -143,7 +144,12 @@ def prepare(spec: str, dest: str) -> dict[str, Any]:
     return result
 
 
-def _upload_state(workspace: Path) -> Path | None:
+def _upload_state(workspace: Path | None) -> Path | None:
+    """Where open upload sessions are kept for a restarted pod: the workspace volume the Job
+    mounts. Without ``AI_MODELS_WORKSPACE`` (a laptop) they stay in memory, and nothing is
+    written into the current directory."""
+    if workspace is None:
+        return None
     directory = workspace / ".ai-models"
     try:
         directory.mkdir(parents=True, exist_ok=True)

@@ -52,6 +52,9 @@ class SourcePlan:
     """Provider-level task names (a Hub pipeline tag, …), for sourceCapabilities.tasks."""
     provider_features: tuple[str, ...] = ()
     """Provider-level feature names (Hub tags, Ollama capabilities), for sourceCapabilities."""
+    local: bool = False
+    """The files are on a local disk: reading one twice costs a disk read, not a download, so
+    publishing hashes each file before it sends anything (and sends nothing the target has)."""
 
     @property
     def total_bytes(self) -> int:

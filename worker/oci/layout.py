@@ -5,11 +5,20 @@ Written so that a reader never sees a half-written blob: each blob streams into 
 renamed; ``index.json`` is rewritten (temp file + rename) only after its manifest blob exists.
 A partial blob whose digest is known is resumed by the next writer: its bytes are re-hashed from
 the local disk and the source is reopened where it ends.
+
+One writer per digest: a writer holds an exclusive ``flock`` on the partial file from the
+re-hash to the rename, so a second writer of the same digest (another thread, another process)
+waits, then finds the blob in place and reads nothing. Without it both appended to one partial
+file and the first rename published a file whose bytes were not its name's.
+
+A blob is present when its file exists with the expected size. Its content is not re-hashed
+(about 1 s per GiB): a blob file only ever appears through the verified rename above.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -48,8 +57,13 @@ class OciLayout:
     def blob_path(self, digest: str) -> Path:
         return self.root / "blobs" / "sha256" / hex_of(digest)
 
-    def has_blob(self, digest: str) -> bool:
-        return self.blob_path(digest).is_file()
+    def has_blob(self, digest: str, size: int | None = None) -> bool:
+        """True when the blob's file exists (with ``size`` bytes, when given)."""
+        try:
+            stat = self.blob_path(digest).stat()
+        except FileNotFoundError:
+            return False
+        return size is None or stat.st_size == size
 
     def blob_chunks(self, digest: str, offset: int = 0) -> Iterator[bytes]:
         with self.blob_path(digest).open("rb") as file:
@@ -61,17 +75,41 @@ class OciLayout:
         self, open_chunks: ChunkOpener, size: int, digest: str | None, on_bytes: ByteCounter
     ) -> str:
         """Streams a blob in; returns its digest. Raises ``DigestMismatch`` on wrong content."""
-        if digest is not None and self.has_blob(digest):
-            return digest
-        partial = self._partial_path(digest)
+        if digest is None:  # nothing to share or resume by: a partial file of its own
+            partial = self._partial_path(None)
+            with partial.open("ab") as file:
+                return self._fill(file, partial, open_chunks, size, None, on_bytes)
+        while True:
+            if self.has_blob(digest, size):
+                return digest
+            partial = self._partial_path(digest)
+            with partial.open("ab") as file:
+                fcntl.flock(file.fileno(), fcntl.LOCK_EX)  # waits for another writer
+                if not _names(partial, file):
+                    continue  # the writer we waited for renamed (or dropped) this file
+                if self.has_blob(digest, size):  # it finished just before we opened the file
+                    partial.unlink()
+                    return digest
+                return self._fill(file, partial, open_chunks, size, digest, on_bytes)
+
+    def _fill(
+        self,
+        file: BinaryIO,
+        partial: Path,
+        open_chunks: ChunkOpener,
+        size: int,
+        digest: str | None,
+        on_bytes: ByteCounter,
+    ) -> str:
+        """Completes ``partial`` (opened for appending, locked when named by digest), verifies
+        it and renames it into place; the rename happens while the lock is still held."""
         hasher = hashlib.sha256()
-        offset = _rehash(partial, hasher, size)
+        offset = _rehash(partial, file, hasher, size)
         on_bytes(offset)
         try:
-            with partial.open("ab") as file:
-                written = _copy(open_chunks(offset), file, hasher, size - offset, on_bytes)
-                file.flush()
-                os.fsync(file.fileno())
+            written = _copy(open_chunks(offset), file, hasher, size - offset, on_bytes)
+            file.flush()
+            os.fsync(file.fileno())
             actual = "sha256:" + hasher.hexdigest()
             if offset + written != size:
                 raise DigestMismatch(str(size), str(offset + written), "size")
@@ -102,7 +140,7 @@ class OciLayout:
     ) -> str:
         """Stores the manifest blob, then points ``index.json`` at it (under ``tag``)."""
         digest = sha256_digest(data)
-        if not self.has_blob(digest):
+        if not self.has_blob(digest, len(data)):
             _write_atomically(self.blob_path(digest), data)
         entry: dict[str, Any] = {"mediaType": media_type, "digest": digest, "size": len(data)}
         if artifact_type:
@@ -143,17 +181,24 @@ def _replaced_by(old: dict[str, Any], new: dict[str, Any]) -> bool:
     return bool(old.get("digest") == new["digest"] and old_tag is None)
 
 
-def _rehash(partial: Path, hasher: Any, size: int) -> int:
-    """Feeds an existing partial file to ``hasher``; returns its length (0 if unusable)."""
+def _names(path: Path, file: BinaryIO) -> bool:
+    """True when ``path`` still names the open ``file`` (not renamed or replaced meanwhile)."""
     try:
-        length = partial.stat().st_size
+        named = path.stat()
     except FileNotFoundError:
-        return 0
+        return False
+    opened = os.fstat(file.fileno())
+    return (named.st_dev, named.st_ino) == (opened.st_dev, opened.st_ino)
+
+
+def _rehash(partial: Path, file: BinaryIO, hasher: Any, size: int) -> int:
+    """Feeds what the partial file holds to ``hasher``; returns its length (0 if unusable)."""
+    length = os.fstat(file.fileno()).st_size
     if length > size:
-        partial.unlink()
+        file.truncate(0)
         return 0
-    with partial.open("rb") as file:
-        while piece := file.read(_READ_SIZE):
+    with partial.open("rb") as reader:
+        while piece := reader.read(_READ_SIZE):
             hasher.update(piece)
     return length
 

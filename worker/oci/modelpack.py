@@ -207,7 +207,8 @@ def build_manifest(
     layer_descriptors = [
         {
             **_descriptor(LAYER_MEDIA_TYPES[layer.role], layer.digest, layer.size),
-            "annotations": {FILEPATH_ANNOTATION: layer.path},
+            # The title is the name `oras pull` writes the file under (it ignores the rest).
+            "annotations": {FILEPATH_ANNOTATION: layer.path, TITLE_ANNOTATION: layer.path},
         }
         for layer in layers
     ]

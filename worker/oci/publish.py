@@ -3,15 +3,19 @@
 Stages, each announced to the ``ProgressSink``: ``transfer`` (every file becomes a raw layer blob;
 a file whose sha256 the plan knows and the target already has is skipped — neither downloaded
 nor sent; a small file without a known sha256 is read and hashed first, and not sent when the
-target has it), ``config`` (the ModelPack config blob), ``manifest`` (the manifest, tagged).
+target has it; so is every file of a local plan, hashed in one read pass before anything is
+sent), ``config`` (the ModelPack config blob), ``manifest`` (the manifest, tagged).
 
 Up to ``concurrency`` files move at once, each streamed from ``Source.stream`` straight into
 the target; memory stays around ``2 * chunk_size * concurrency`` (one source chunk and one
-upload chunk per file in flight). Files with the same known sha256 are transferred once.
+upload chunk per file in flight). One transfer per digest: files with the same content (known
+in advance or learned by hashing first) are sent once; the others wait for it and count as
+skipped. Only a large remote file without a stated sha256 is hashed while it streams.
 """
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from collections.abc import Iterable, Iterator
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
@@ -79,6 +83,35 @@ class _Cancelled(Exception):  # noqa: N818 - internal control flow, never escape
     """Another file failed: this one stops between two chunks."""
 
 
+class _Flights:
+    """One transfer per digest: the first file with a digest moves the blob, later files with
+    the same digest wait for it (two writers of one blob would race in the target)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._landed: dict[str, threading.Event] = {}
+        self._failed: set[str] = set()
+
+    def claim(self, digest: str) -> threading.Event | None:
+        """None: the caller moves the blob and must call ``finish``. Else the flight to wait on."""
+        with self._lock:
+            if digest in self._landed:
+                return self._landed[digest]
+            self._landed[digest] = threading.Event()
+            return None
+
+    def finish(self, digest: str, ok: bool) -> None:
+        with self._lock:
+            if not ok:
+                self._failed.add(digest)
+            event = self._landed[digest]
+        event.set()
+
+    def failed(self, digest: str) -> bool:
+        with self._lock:
+            return digest in self._failed
+
+
 class _SerializedProgress:
     def __init__(self, sink: ProgressSink) -> None:
         self._sink = sink
@@ -106,13 +139,21 @@ class _Transfer:
     """Moves the plan's files into the target; one instance per publish call."""
 
     def __init__(
-        self, source: Source, target: ArtifactTarget, progress: ProgressSink, chunk_size: int
+        self,
+        source: Source,
+        target: ArtifactTarget,
+        progress: ProgressSink,
+        chunk_size: int,
+        *,
+        hash_first: bool = False,
     ) -> None:
         self._source = source
         self._target = target
         self._progress = progress
         self._chunk_size = chunk_size
+        self._hash_first = hash_first
         self._stop = threading.Event()
+        self._flights = _Flights()
 
     def run(self, files: tuple[PlannedFile, ...], concurrency: int) -> list[Layer]:
         firsts, copies = _split_duplicates(files)
@@ -142,26 +183,58 @@ class _Transfer:
 
     def _one(self, planned: PlannedFile) -> str:
         path = planned.path
-        known = f"sha256:{planned.sha256}" if planned.sha256 else None
         self._progress.file_started(path, planned.size)
-        if known is None and planned.size <= self._chunk_size:
+        opener: ChunkOpener = lambda offset: self._chunks(path, offset)  # noqa: E731
+        digest = f"sha256:{planned.sha256}" if planned.sha256 else None
+        if digest is None and planned.size <= self._chunk_size:
             # A small file without a stated sha256 (a config, a tokenizer) is read first: its
             # digest then decides whether it must be sent at all, as for the big files.
-            return self._small(planned)
-        if known is not None and self._target.has_blob(known):
-            self._progress.file_done(path, True)
-            return known
-        return self._put(planned, lambda offset: self._chunks(path, offset), known)
+            data = self._small(planned)
+            digest, opener = sha256_digest(data), lambda offset: [data[offset:]]
+        elif digest is None and self._hash_first:
+            # A local file: one read pass (which also fills the page cache for the send)
+            # costs far less than sending bytes the target may already have.
+            digest = self._hash(planned)
+        if digest is None:
+            return self._put(planned, opener, None)
+        return self._once(planned, digest, opener)
 
-    def _small(self, planned: PlannedFile) -> str:
+    def _once(self, planned: PlannedFile, digest: str, opener: ChunkOpener) -> str:
+        """Moves the blob unless the target has it or another file of the plan is moving it."""
+        flight = self._flights.claim(digest)
+        if flight is not None:
+            flight.wait()
+            if self._flights.failed(digest):
+                raise _Cancelled(planned.path)
+            self._progress.file_done(planned.path, True)
+            return digest
+        ok = False
+        try:
+            if self._target.has_blob(digest, planned.size):
+                self._progress.file_done(planned.path, True)
+            else:
+                self._put(planned, opener, digest)
+            ok = True
+        finally:
+            self._flights.finish(digest, ok)
+        return digest
+
+    def _small(self, planned: PlannedFile) -> bytes:
         data = b"".join(self._chunks(planned.path, 0))
         if len(data) != planned.size:
             raise _invalid(planned, DigestMismatch(str(planned.size), str(len(data)), "size"))
-        digest = sha256_digest(data)
-        if self._target.has_blob(digest):
-            self._progress.file_done(planned.path, True)
-            return digest
-        return self._put(planned, lambda offset: [data[offset:]], digest)
+        return data
+
+    def _hash(self, planned: PlannedFile) -> str:
+        hasher, total = hashlib.sha256(), 0
+        for chunk in self._chunks(planned.path, 0):
+            hasher.update(chunk)
+            total += len(chunk)
+            if total > planned.size:  # a file growing under us: no need to read it all
+                break
+        if total != planned.size:
+            raise _invalid(planned, DigestMismatch(str(planned.size), str(total), "size"))
+        return "sha256:" + hasher.hexdigest()
 
     def _put(self, planned: PlannedFile, open_chunks: ChunkOpener, known: str | None) -> str:
         # Bytes that do not match their announced sha256 may be a corruption in transit: the
@@ -246,7 +319,8 @@ def publish(
         raise ValueError("the plan has no files to publish")
     sink = _SerializedProgress(progress)
     sink.stage("transfer")
-    layers = _Transfer(source, target, sink, chunk_size).run(plan.files, concurrency)
+    transfer = _Transfer(source, target, sink, chunk_size, hash_first=plan.local)
+    layers = transfer.run(plan.files, concurrency)
     sink.stage("config")
     config = build_config(plan, resolved, layers, precision=precision)
     config_digest = _put_small(target, config)
@@ -260,6 +334,6 @@ def publish(
 
 def _put_small(target: ArtifactTarget, data: bytes) -> str:
     digest = sha256_digest(data)
-    if target.has_blob(digest):
+    if target.has_blob(digest, len(data)):
         return digest
     return target.put_blob(lambda offset: [data[offset:]], len(data), digest, lambda _: None)

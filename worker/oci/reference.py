@@ -22,7 +22,7 @@ _HOST = re.compile(
     r"(\.[a-zA-Z0-9]([a-zA-Z0-9-]*[a-zA-Z0-9])?)+)(:[0-9]{1,5})?$|^[a-zA-Z0-9-]+:[0-9]{1,5}$"
 )
 _COMPONENT = re.compile(r"^[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*$")
-_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+TAG_PATTERN = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 
 Scheme = Literal["https", "http"]
 
@@ -92,7 +92,7 @@ def _split_tag(text: str, path: str) -> tuple[str, str | None]:
     if colon <= last_slash:
         return path, None
     tag = path[colon + 1 :]
-    if not _TAG.match(tag):
+    if not TAG_PATTERN.match(tag):
         raise InvalidReference(f"{text!r}: {tag!r} is not a valid tag")
     return path[:colon], tag
 

@@ -1,11 +1,17 @@
 """Where a published artifact goes: a registry repository or a local OCI image layout directory.
 
-``parse_destination`` turns the worker's DEST argument into an ``ArtifactTarget``:
+``parse_destination`` turns the worker's DEST argument into an ``ArtifactTarget``. Which kind
+DEST is (``is_layout_path``), the docker reference grammar's rule for telling a host from a name:
 
-- ``[http://]host[:port]/repository[:tag]`` — an OCI registry (HTTPS unless ``http://`` or
-  ``insecure=True`` says otherwise);
-- an absolute path or one starting with ``./`` or ``../`` — an OCI image layout directory,
-  created when missing (tagged with ``tag=`` when given).
+- ``http://`` or ``https://`` in front, or a first ``/``-component that has a ``.`` or a ``:``
+  or is ``localhost`` (``host[:port]/repository[:tag]``) — an OCI registry (HTTPS unless
+  ``http://`` or ``insecure=True`` says otherwise);
+- a path starting with ``/``, ``./`` or ``../`` (any characters), or a relative path of
+  letters, digits, ``.``, ``_``, ``-`` whose first component is not a host (``models/minilm``,
+  ``out``) — an OCI image layout directory, created when missing. A ``:tag`` after the last
+  ``/`` is the tag (``./out:v1``: directory ``./out``, tag ``v1``), always: a directory whose
+  name has a colon is reached by giving a tag (``./a:b:latest``). Without one, ``latest``;
+- a lone host (``localhost:5000``, ``registry.local``) or anything else is refused.
 
 Both targets take blobs as a ``ChunkOpener`` (bytes from an offset) rather than one iterator, so
 that each can resume where its medium stopped: the registry at its committed upload offset, the
@@ -14,6 +20,7 @@ layout at the end of its partial file.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -23,7 +30,7 @@ from worker.oci.auth import find_auth_file, load_credentials
 from worker.oci.content import ByteCounter, ChunkOpener, sha256_digest
 from worker.oci.layout import OciLayout
 from worker.oci.modelpack import ARTIFACT_TYPE
-from worker.oci.reference import InvalidReference, Reference, parse_reference
+from worker.oci.reference import TAG_PATTERN, InvalidReference, Reference, parse_reference
 from worker.oci.registry import RegistryClient, RegistrySettings
 from worker.oci.upload import BlobUpload, UploadSessions
 
@@ -36,8 +43,9 @@ class ArtifactTarget(Protocol):
         """The tag the manifest gets (None: pushed by digest only)."""
         ...
 
-    def has_blob(self, digest: str) -> bool:
-        """True when the blob is already there (then it is neither read nor sent)."""
+    def has_blob(self, digest: str, size: int | None = None) -> bool:
+        """True when the blob is already there (then it is neither read nor sent). A layout
+        also checks the file's ``size``; a registry verified the digest when it took the blob."""
         ...
 
     def put_blob(
@@ -74,7 +82,7 @@ class RegistryTarget:
     def tag(self) -> str | None:
         return self.reference.tag
 
-    def has_blob(self, digest: str) -> bool:
+    def has_blob(self, digest: str, size: int | None = None) -> bool:
         repository = self.reference.repository
         if self.client.blob_size(repository, digest) is not None:
             return True
@@ -107,8 +115,8 @@ class LayoutTarget:
     def tag(self) -> str | None:
         return self._tag
 
-    def has_blob(self, digest: str) -> bool:
-        return self.layout.has_blob(digest)
+    def has_blob(self, digest: str, size: int | None = None) -> bool:
+        return self.layout.has_blob(digest, size)
 
     def put_blob(
         self, open_chunks: ChunkOpener, size: int, digest: str | None, on_bytes: ByteCounter
@@ -122,8 +130,44 @@ class LayoutTarget:
         return f"{self.layout.root}@{digest}"
 
 
+DEFAULT_LAYOUT_TAG = "latest"
+"""The tag of a layout destination given without one (oras's default tag too)."""
+_PORTABLE_PATH = re.compile(r"^[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*/?(:[^/@]*)?(@[^/]*)?$")
+"""A bare relative path, then an optional ``:tag`` and ``@digest`` (materialize's REF)."""
+_DIGEST_SUFFIX = re.compile(r"@[a-z0-9]+:[0-9A-Za-z]+$")
+
+
+def _is_host(component: str) -> bool:
+    return "." in component or ":" in component or component == "localhost"
+
+
 def is_layout_path(dest: str) -> bool:
-    return dest.startswith(("/", "./", "../")) or dest in (".", "..")
+    """True when DEST names a layout directory rather than a registry (rules in the module doc)."""
+    if dest.startswith(("http://", "https://")):
+        return False
+    if dest.startswith(("/", "./", "../")) or dest in (".", ".."):
+        return True
+    first, slash, _ = dest.partition("/")
+    if slash:
+        return not _is_host(first) and _PORTABLE_PATH.match(dest) is not None
+    directory = re.split("[:@]", dest, maxsplit=1)[0]
+    return not _is_host(directory) and _PORTABLE_PATH.match(dest) is not None
+
+
+def split_layout_tag(dest: str) -> tuple[str, str | None]:
+    """``(directory, tag)`` of a layout DEST: the tag follows the last ``:`` after the last
+    ``/``. ``InvalidReference`` when that tag is not a valid tag."""
+    last = dest.rfind("/")
+    colon = dest.rfind(":")
+    if colon <= last:
+        return dest, None
+    directory, tag = dest[:colon], dest[colon + 1 :]
+    if not TAG_PATTERN.match(tag):
+        raise InvalidReference(
+            f"{dest!r}: {tag!r} is not a valid tag (a layout destination is DIR[:TAG]; for a "
+            "directory whose name has a colon, add a tag: DIR:latest)"
+        )
+    return directory, tag
 
 
 def parse_destination(
@@ -140,7 +184,11 @@ def parse_destination(
 ) -> ArtifactTarget:
     """The target DEST names. ``upload_state`` keeps registry upload sessions across runs."""
     if is_layout_path(dest):
-        return LayoutTarget(OciLayout(Path(dest), create=True), tag, ARTIFACT_TYPE)
+        if _DIGEST_SUFFIX.search(dest):
+            raise InvalidReference(f"{dest!r}: a destination names a tag, not a digest")
+        directory, written_tag = split_layout_tag(dest)
+        layout = OciLayout(Path(directory), create=True)
+        return LayoutTarget(layout, written_tag or tag or DEFAULT_LAYOUT_TAG, ARTIFACT_TYPE)
     reference = parse_reference(dest)
     if reference.digest is not None:
         raise InvalidReference(f"{dest!r}: a destination names a tag, not a digest")

@@ -1,9 +1,10 @@
 """A model on the local disk as a ``Source``: a directory (selection rules apply) or one file.
 
 Used by the worker on a laptop and for unpacked uploads. There is no revision and no sha256 in
-advance (hashing here would read every byte twice). Hidden directories (``.git``, ``.cache``) are
-not walked: a git clone keeps a second copy of every LFS weight there. A symbolic link must stay
-inside the model's directory.
+the plan (``inspect`` reads headers only); the plan is marked ``local``, so publishing hashes
+each file in one read pass before it sends, and an unchanged file is not sent again. Hidden
+directories (``.git``, ``.cache``) are not walked: a git clone keeps a second copy of every LFS
+weight there. A symbolic link must stay inside the model's directory.
 """
 
 from __future__ import annotations
@@ -63,6 +64,7 @@ class LocalSource:
             format=fmt,
             files=files,
             notes=notes,
+            local=True,
         )
 
     def _planned(self, path: str) -> PlannedFile:

@@ -8,8 +8,10 @@ import base64
 import hashlib
 import http.client
 import json
+import os
 import socket
 import struct
+import subprocess
 import threading
 import time
 import urllib.error
@@ -362,3 +364,24 @@ def _asks_for_token(host: str) -> bool:
     except urllib.error.HTTPError as error:
         return error.code == 401 and "Bearer" in error.headers.get("WWW-Authenticate", "")
     return False
+
+
+# ---- the peer clients (oras, modctl) of the interop tests --------------------------------------
+
+
+@pytest.fixture(scope="session")
+def peer_bin(repo_root: Path) -> Path:
+    """The directory with the real ``oras`` and ``modctl``: ``$AI_MODELS_PEERS_BIN`` (set by
+    ``hack/test.sh``), else what ``hack/build-peers.sh`` prints (it builds them when missing)."""
+    configured = os.environ.get("AI_MODELS_PEERS_BIN")
+    if not configured:
+        built = subprocess.run(
+            [str(repo_root / "hack" / "build-peers.sh")],
+            capture_output=True, text=True, check=False, timeout=1800,
+        )  # fmt: skip
+        assert built.returncode == 0, built.stderr[-4000:]
+        configured = built.stdout.splitlines()[-1]
+    directory = Path(configured)
+    for tool in ("oras", "modctl"):
+        assert (directory / tool).is_file(), f"{directory / tool} is missing"
+    return directory

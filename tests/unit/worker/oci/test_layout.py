@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -86,3 +87,52 @@ def test_index_keeps_one_entry_per_tag(tmp_path: Path) -> None:
     assert layout.resolve_tag("v1") == second
     assert layout.resolve_tag("v2") is None
     assert layout.has_blob(first)  # blobs are never removed by a re-tag
+
+
+def test_a_second_writer_of_the_same_digest_waits_and_reads_nothing(tmp_path: Path) -> None:
+    """Two writers of one digest at once (two files with the same content): the first writes,
+    the second waits for it and finds the blob in place. Both used to append to one partial
+    file, and the first rename published a file of twice the size under the digest's name."""
+    layout = OciLayout(tmp_path, create=True)
+    paused, resume = threading.Event(), threading.Event()
+    second_offsets: list[int] = []
+
+    def first_chunks(offset: int) -> Iterator[bytes]:
+        yield DATA[offset:3000]
+        paused.set()
+        resume.wait(10)
+        yield DATA[3000:]
+
+    results: dict[str, object] = {}
+
+    def write(name: str, opener: ChunkOpener) -> None:
+        try:
+            results[name] = layout.write_blob(opener, len(DATA), DIGEST, lambda _: None)
+        except Exception as error:  # noqa: BLE001 - the test reports it below
+            results[name] = error
+
+    first = threading.Thread(target=write, args=("first", first_chunks))
+    second = threading.Thread(target=write, args=("second", _opener(offsets=second_offsets)))
+    first.start()
+    assert paused.wait(10)
+    second.start()
+    second.join(1.0)  # the second writer is blocked on the first one's lock
+    resume.set()
+    first.join(10)
+    second.join(10)
+    assert results == {"first": DIGEST, "second": DIGEST}
+    assert second_offsets == []
+    assert layout.blob_path(DIGEST).read_bytes() == DATA
+    assert [p.name for p in (tmp_path / "blobs" / "sha256").iterdir()] == [DIGEST[7:]]
+
+
+def test_a_blob_file_of_the_wrong_size_is_not_present_and_is_rewritten(tmp_path: Path) -> None:
+    layout = OciLayout(tmp_path, create=True)
+    layout.blob_path(DIGEST).write_bytes(DATA + DATA)  # e.g. left by an older, racy writer
+    assert layout.has_blob(DIGEST)
+    assert not layout.has_blob(DIGEST, len(DATA))
+    offsets: list[int] = []
+    assert layout.write_blob(_opener(offsets=offsets), len(DATA), DIGEST, lambda _: None) == DIGEST
+    assert offsets == [0]
+    assert layout.blob_path(DIGEST).read_bytes() == DATA
+    assert layout.has_blob(DIGEST, len(DATA))

@@ -85,10 +85,10 @@ def test_manifest_shape() -> None:
     assert document["mediaType"] == MANIFEST_MEDIA_TYPE
     assert document["artifactType"] == ARTIFACT_TYPE
     assert document["config"]["mediaType"] == CONFIG_MEDIA_TYPE
-    assert [layer["annotations"]["org.cncf.model.filepath"] for layer in document["layers"]] == [
-        "model.safetensors",
-        "config.json",
-        "README.md",
+    assert [layer["annotations"] for layer in document["layers"]] == [
+        # the title is the file name `oras pull` writes (it writes no file without one)
+        {"org.cncf.model.filepath": path, "org.opencontainers.image.title": path}
+        for path in ("model.safetensors", "config.json", "README.md")
     ]
     assert json.loads(document["annotations"][RESOLVED_ANNOTATION]) == RESOLVED.to_wire()
     assert document["annotations"]["org.opencontainers.image.revision"] == PLAN.revision

@@ -3,24 +3,27 @@ blobs without reading them, de-duplication, errors that name the file, stopping 
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import hashlib
 import json
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from api.model import ResolvedMetadata
 from tests.unit.worker.oci.fakes import FakeClock, FakeTransport, MemoryRegistry
-from worker.errors import InvalidWeights, SourceUnavailable
+from worker.errors import InvalidWeights, RegistryUnavailable, SourceUnavailable
 from worker.inspect.reader import ByteSource
 from worker.oci.layout import OciLayout
 from worker.oci.modelpack import ARTIFACT_TYPE
 from worker.oci.publish import PublishedArtifact, publish
 from worker.oci.reference import Reference
 from worker.oci.registry import RegistryClient
-from worker.oci.target import LayoutTarget, RegistryTarget
+from worker.oci.target import ArtifactTarget, LayoutTarget, RegistryTarget
 from worker.plan import PlannedFile, SourcePlan
 
 FILES = {
@@ -161,3 +164,136 @@ def test_an_empty_plan_is_refused() -> None:
         publish(
             plan, MemorySource(), RESOLVED, _registry_target(MemoryRegistry()), progress=Events()
         )
+
+
+class RacingTarget:
+    """Wraps a target; its ``has_blob`` holds each caller of the LICENSE digest until a second
+    one arrives (or 0.5 s pass): the moment two files with one content both learnt their digest
+    and asked. Counts ``put_blob`` calls per digest."""
+
+    def __init__(self, inner: ArtifactTarget, fail: bool = False) -> None:
+        self.inner = inner
+        self.fail = fail
+        self.tag = inner.tag
+        self.puts: dict[str, int] = {}
+        self._both = threading.Barrier(2)
+        self._lock = threading.Lock()
+
+    def has_blob(self, digest: str, size: int | None = None) -> bool:
+        if digest == "sha256:" + _sha(LICENSE):
+            with contextlib.suppress(threading.BrokenBarrierError):
+                self._both.wait(timeout=0.5)
+        return self.inner.has_blob(digest, size)
+
+    def put_blob(self, open_chunks: Any, size: int, digest: str | None, on_bytes: Any) -> str:
+        with self._lock:
+            self.puts[str(digest)] = self.puts.get(str(digest), 0) + 1
+        if self.fail:
+            raise RegistryUnavailable("registry 503 after 6 attempts (test)")
+        return self.inner.put_blob(open_chunks, size, digest, on_bytes)
+
+    def put_manifest(self, data: bytes, media_type: str, tag: str | None) -> str:
+        return self.inner.put_manifest(data, media_type, tag)
+
+    def pinned(self, digest: str) -> str:
+        return self.inner.pinned(digest)
+
+
+LICENSE = b"Apache License 2.0\n" * 10
+COPIES = {"LICENSE": LICENSE, "model.safetensors": b"W" * 5000, "docs/LICENSE": LICENSE}
+
+
+class CopiesSource:
+    """A local directory with two copies of one file: no sha256 in the plan."""
+
+    def __init__(self) -> None:
+        self.streamed: dict[str, list[int]] = {}
+        self.lock = threading.Lock()
+
+    def plan(self) -> SourcePlan:
+        files = tuple(PlannedFile(p, len(d), "doc") for p, d in COPIES.items())
+        return SourcePlan("/m", None, None, "m", "Safetensors", files, local=True)
+
+    def byte_source(self, path: str) -> ByteSource:
+        raise NotImplementedError
+
+    def stream(self, path: str, offset: int = 0, chunk_size: int = 8 << 20) -> Iterator[bytes]:
+        with self.lock:
+            self.streamed.setdefault(path, []).append(offset)
+        data = COPIES[path]
+        for start in range(offset, len(data), chunk_size):
+            yield data[start : start + chunk_size]
+
+
+@pytest.mark.parametrize("kind", ["layout", "registry"])
+def test_two_files_with_the_same_content_are_written_once(tmp_path: Path, kind: str) -> None:
+    registry = MemoryRegistry()
+    inner: ArtifactTarget = (
+        LayoutTarget(OciLayout(tmp_path, create=True), "latest", ARTIFACT_TYPE)
+        if kind == "layout"
+        else _registry_target(registry)
+    )
+    target = RacingTarget(inner)
+    source, events = CopiesSource(), Events()
+    artifact = publish(
+        source.plan(), source, RESOLVED, target, progress=events, concurrency=3, chunk_size=1024
+    )
+    license_digest = "sha256:" + _sha(LICENSE)
+    assert target.puts[license_digest] == 1
+    done = sorted(entry for entry in events.log if entry[0] == "done" and "LICENSE" in entry[1])
+    assert [entry[2] for entry in done].count("True") == 1  # one copy written, one skipped
+    if isinstance(inner, LayoutTarget):
+        assert inner.layout.blob_path(license_digest).read_bytes() == LICENSE
+        manifest = json.loads(inner.layout.blob_path(artifact.digest).read_bytes())
+    else:
+        assert registry.blobs[license_digest] == LICENSE
+        manifest = json.loads(registry.manifests["uid-1"])
+    assert [layer["digest"] for layer in manifest["layers"]] == [
+        "sha256:" + _sha(d) for d in COPIES.values()
+    ]
+
+
+def test_a_local_plan_is_hashed_first_and_sends_nothing_the_target_has() -> None:
+    """Local files have no sha256 in the plan: a large one used to be hashed while it was sent,
+    so an unchanged directory was sent again in full."""
+    registry = MemoryRegistry()
+    source = CopiesSource()
+    publish(source.plan(), source, RESOLVED, _registry_target(registry), progress=Events(),
+            chunk_size=1024)  # fmt: skip
+    patches, source.streamed = registry.patches, {}
+    events = Events()
+    publish(source.plan(), source, RESOLVED, _registry_target(registry), progress=events,
+            chunk_size=1024)  # fmt: skip
+    assert registry.patches == patches
+    assert events.bytes == {}
+    # each file read once, from its start, to learn its digest; nothing read a second time
+    assert source.streamed == {"LICENSE": [0], "model.safetensors": [0], "docs/LICENSE": [0]}
+
+
+def test_a_file_waiting_for_a_failed_transfer_of_its_content_fails_with_its_error(
+    tmp_path: Path,
+) -> None:
+    inner = LayoutTarget(OciLayout(tmp_path, create=True), "latest", ARTIFACT_TYPE)
+    target = RacingTarget(inner, fail=True)
+    source = CopiesSource()
+    with pytest.raises(RegistryUnavailable, match=r"^registry 503 after 6 attempts \(test\)$"):
+        publish(source.plan(), source, RESOLVED, target, progress=Events(), chunk_size=1024)
+    assert target.puts["sha256:" + _sha(LICENSE)] == 1
+
+
+def test_a_local_file_that_grew_since_the_plan_is_invalid_weights() -> None:
+    source = CopiesSource()
+    plan = source.plan()
+    shrunk = tuple(
+        PlannedFile(f.path, f.size - 1, f.role) if f.path == "model.safetensors" else f
+        for f in plan.files
+    )
+    with pytest.raises(
+        InvalidWeights,
+        match=r"^model\.safetensors: the source served 5000 bytes but announced 4999; the file "
+        r"changed while it was published, publish again$",
+    ):
+        publish(
+            dataclasses.replace(plan, files=shrunk), source, RESOLVED,
+            _registry_target(MemoryRegistry()), progress=Events(), chunk_size=1024,
+        )  # fmt: skip

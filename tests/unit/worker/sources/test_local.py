@@ -35,11 +35,12 @@ def test_a_directory_goes_through_the_selection_rules(tmp_path: Path) -> None:
         ("config.json", 2, "config", None),
         ("model.safetensors", 100, "weight", None),
     ]
-    assert (plan.source_type, plan.revision, plan.name, plan.format) == (
+    assert (plan.source_type, plan.revision, plan.name, plan.format, plan.local) == (
         None,
         None,
         "minilm",
         "Safetensors",
+        True,  # publishing hashes the files before it sends (and skips what the target has)
     )
 
 
@@ -58,10 +59,11 @@ def test_reads_and_streams_from_an_offset(tmp_path: Path) -> None:
 def test_a_single_file(tmp_path: Path, name: str, fmt: str) -> None:
     (tmp_path / name).write_bytes(b"abc")
     plan = _local(tmp_path / name).plan()
-    assert (plan.format, plan.name, [(f.path, f.role) for f in plan.files]) == (
+    assert (plan.format, plan.name, [(f.path, f.role) for f in plan.files], plan.local) == (
         fmt,
         "m",
         [(name, "weight")],
+        True,
     )
 
 
