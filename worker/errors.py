@@ -17,7 +17,10 @@ once; a transient one exits with 1 and the Job retries the pod.
     │   ├── RegistryUnauthorized     the OCI registry refused our credentials (401/403)
     │   ├── RegistryRejected         the OCI registry refused a request (4xx: bad name, not found…)
     │   ├── InvalidSource            the source string is not a supported URL or local path
-    │   └── InsufficientStorage      the local disk filled up (ENOSPC/EDQUOT) while writing
+    │   ├── InsufficientStorage      the local disk filled up (ENOSPC/EDQUOT) while writing
+    │   ├── UnsupportedArtifact      an OCI artifact materialize cannot read (not ModelPack)
+    │   ├── DestinationNotADirectory materialize --to names something that is not a directory
+    │   └── UnsafeDestination        a link, FIFO or device sits where materialize writes in DIR
     └── TransientError               exit code 1: the Job retries the pod
         ├── SourceUnavailable        the source answered 5xx, timed out or reset the connection
         └── RegistryUnavailable      the OCI registry answered 5xx or could not be reached
@@ -149,3 +152,23 @@ OUT_OF_SPACE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
 def is_out_of_space(error: BaseException) -> TypeGuard[OSError]:
     """True for the ``OSError`` of a full disk or an exhausted quota."""
     return isinstance(error, OSError) and error.errno in OUT_OF_SPACE_ERRNOS
+
+
+class UnsupportedArtifact(PermanentError):  # noqa: N818
+    """The artifact is valid OCI but not one materialize understands: no ModelPack config, or a
+    layer media type outside the ModelPack set. Republish it as a ModelPack artifact."""
+
+    reason = "UnsupportedArtifact"
+
+
+class DestinationNotADirectory(PermanentError):  # noqa: N818
+    """``materialize --to`` names an existing file that is not a directory."""
+
+    reason = "DestinationNotADirectory"
+
+
+class UnsafeDestination(PermanentError):  # noqa: N818
+    """A symlink, FIFO, device, socket (or a directory where a file goes) sits at a path
+    materialize writes inside its directory; it never writes through such a thing."""
+
+    reason = "UnsafeDestination"

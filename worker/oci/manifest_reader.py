@@ -1,23 +1,51 @@
 """Reads an artifact manifest pulled from elsewhere: untrusted JSON, bounded and checked.
 
-Only what materializing needs is read — each layer's digest, size and file path — and every
-path is checked to stay inside the destination directory before any byte is written.
+Only what materializing needs is read — each layer's digest, size, file path and whether it is
+a raw file or a tar archive — and every path is checked to stay inside the destination directory
+before any byte is written. The manifest is at most ``MAX_MANIFEST_BYTES`` and its nesting depth
+is measured with a cheap scan before ``json.loads`` sees it (a 5,000-deep document would
+otherwise end in ``RecursionError``). Only ModelPack is read: the config must be the ModelPack
+config, every layer one of the ModelPack layer media types (``UnsupportedArtifact`` otherwise).
 """
 
 from __future__ import annotations
 
+import itertools
 import json
+import re
 from dataclasses import dataclass
 from pathlib import PurePosixPath
-from typing import Any
+from typing import Any, Literal
 
-from worker.errors import InvalidWeights
+from worker.errors import InvalidWeights, UnsupportedArtifact
 from worker.oci.content import is_digest
-from worker.oci.modelpack import FILEPATH_ANNOTATION, MANIFEST_MEDIA_TYPE
+from worker.oci.modelpack import (
+    ARTIFACT_TYPE,
+    CONFIG_MEDIA_TYPE,
+    FILEPATH_ANNOTATION,
+    MANIFEST_MEDIA_TYPE,
+)
 
 MAX_LAYERS = 100_000
 MAX_PATH_LENGTH = 4096
 MAX_LAYER_SIZE = 1 << 50
+MAX_MANIFEST_BYTES = 4 << 20
+MAX_JSON_DEPTH = 32
+LayerArchive = Literal["raw", "tar", "gzip", "zstd"]
+"""How a layer holds its files: the file itself, or a tar (plain, gzip- or zstd-compressed)."""
+_LAYER_KINDS = ("weight", "weight.config", "doc", "code", "dataset")
+_ARCHIVES: dict[str, LayerArchive] = {
+    "raw": "raw", "tar": "tar", "tar+gzip": "gzip", "tar+zstd": "zstd"
+}  # fmt: skip
+LAYER_MEDIA_TYPES: dict[str, LayerArchive] = {
+    f"application/vnd.cncf.model.{kind}.v1.{suffix}": archive
+    for kind in _LAYER_KINDS
+    for suffix, archive in _ARCHIVES.items()
+}
+"""The ModelPack v1 layer media types (model-spec ``specs-go/v1/mediatype.go``)."""
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_BRACKET_STEP = {ord("["): 1, ord("{"): 1, ord("]"): -1, ord("}"): -1}
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in _BRACKET_STEP)
 RESERVED_NAMES = frozenset({".ai-models-materialized.json", ".ai-models-materialized.json.tmp",
                             ".ai-models-partial"})  # fmt: skip
 """Names the materializer keeps for itself at the top of the directory."""
@@ -28,6 +56,7 @@ class ArtifactLayer:
     path: str
     digest: str
     size: int
+    archive: LayerArchive = "raw"
 
 
 def check_relative_path(path: object, where: str) -> str:
@@ -40,6 +69,8 @@ def check_relative_path(path: object, where: str) -> str:
         problem = "is absolute"
     elif "\\" in path or "\x00" in path:
         problem = "contains a backslash or NUL"
+    elif _CONTROL.search(path):
+        problem = "contains a control character"
     elif any(part in ("", ".", "..") for part in parts):
         problem = "has an empty, '.' or '..' component"
     elif parts[0] in RESERVED_NAMES:
@@ -49,16 +80,36 @@ def check_relative_path(path: object, where: str) -> str:
     return path
 
 
-def read_artifact_manifest(data: bytes, where: str) -> tuple[ArtifactLayer, ...]:
-    """The layers of a ModelPack-style manifest, with their file paths checked."""
+def json_depth(data: bytes) -> int:
+    """The deepest nesting of ``[``/``{`` outside strings, in linear C-speed passes: escaped
+    backslashes and quotes are dropped, then every other ``"``-separated piece is outside a
+    string. Exact for valid JSON; for invalid JSON ``json.loads`` fails anyway."""
+    unescaped = data.replace(b"\\\\", b"").replace(b'\\"', b"")
+    outside = b"".join(unescaped.split(b'"')[::2])
+    brackets = outside.translate(None, _NOT_BRACKETS)
+    return max(itertools.accumulate(_BRACKET_STEP[b] for b in brackets), default=0)
+
+
+def parse_bounded_json(data: bytes, where: str, what: str) -> Any:
+    """``data`` as JSON once its size and nesting depth are known to be sane."""
+    if len(data) > MAX_MANIFEST_BYTES:
+        raise InvalidWeights(f"{where}: the {what} is larger than {MAX_MANIFEST_BYTES:,} bytes")
+    if json_depth(data) > MAX_JSON_DEPTH:
+        raise InvalidWeights(f"{where}: the {what} nests deeper than {MAX_JSON_DEPTH} levels")
     try:
-        document = json.loads(data)
-    except ValueError as error:
-        raise InvalidWeights(f"{where}: the manifest is not JSON: {error}") from None
+        return json.loads(data)
+    except (ValueError, RecursionError) as error:
+        raise InvalidWeights(f"{where}: the {what} is not JSON: {error}") from None
+
+
+def read_artifact_manifest(data: bytes, where: str) -> tuple[ArtifactLayer, ...]:
+    """The layers of a ModelPack manifest, with their file paths checked."""
+    document = parse_bounded_json(data, where, "manifest")
     if not isinstance(document, dict) or document.get("mediaType", MANIFEST_MEDIA_TYPE) != (
         MANIFEST_MEDIA_TYPE
     ):
         raise InvalidWeights(f"{where}: not an OCI image manifest")
+    _check_modelpack(document, where)
     raw_layers = document.get("layers")
     if not isinstance(raw_layers, list) or not 0 < len(raw_layers) <= MAX_LAYERS:
         raise InvalidWeights(f"{where}: the manifest has no layers (or more than {MAX_LAYERS})")
@@ -75,9 +126,32 @@ def _layer(entry: Any, where: str) -> ArtifactLayer:
         raise InvalidWeights(f"{where}: layer digest {digest!r} is not sha256:<64 hex>")
     if not isinstance(size, int) or isinstance(size, bool) or not 0 <= size <= MAX_LAYER_SIZE:
         raise InvalidWeights(f"{where}: layer {digest} has an invalid size {size!r}")
+    media_type = entry.get("mediaType")
+    archive = LAYER_MEDIA_TYPES.get(media_type) if isinstance(media_type, str) else None
+    if archive is None:
+        raise UnsupportedArtifact(
+            f"{where}: layer {digest} has the media type {str(media_type)[:200]!r}, not a "
+            "ModelPack layer (application/vnd.cncf.model.<weight|weight.config|doc|code|"
+            "dataset>.v1.<raw|tar|tar+gzip|tar+zstd>)"
+        )
     annotations = entry.get("annotations")
     path = annotations.get(FILEPATH_ANNOTATION) if isinstance(annotations, dict) else None
-    return ArtifactLayer(check_relative_path(path, where), digest, size)
+    return ArtifactLayer(check_relative_path(path, where), digest, size, archive)
+
+
+def _check_modelpack(document: dict[str, Any], where: str) -> None:
+    config = document.get("config")
+    media_type = config.get("mediaType") if isinstance(config, dict) else None
+    if media_type != CONFIG_MEDIA_TYPE:
+        raise UnsupportedArtifact(
+            f"{where}: the config media type is {str(media_type)[:200]!r}, not {CONFIG_MEDIA_TYPE}:"
+            " not a ModelPack artifact; publish it with ai-models prepare or modctl"
+        )
+    artifact_type = document.get("artifactType", ARTIFACT_TYPE)
+    if artifact_type != ARTIFACT_TYPE:
+        raise UnsupportedArtifact(
+            f"{where}: the artifactType is {str(artifact_type)[:200]!r}, not {ARTIFACT_TYPE}"
+        )
 
 
 def _check_no_clashes(layers: tuple[ArtifactLayer, ...], where: str) -> None:

@@ -1,4 +1,5 @@
-"""Pulled manifests are untrusted: paths must stay inside the directory, sizes be bounded."""
+"""Pulled manifests are untrusted: paths must stay inside the directory, sizes and nesting be
+bounded, and only ModelPack config and layer media types are read."""
 
 from __future__ import annotations
 
@@ -7,19 +8,31 @@ from typing import Any
 
 import pytest
 
-from worker.errors import InvalidWeights
-from worker.oci.manifest_reader import ArtifactLayer, check_relative_path, read_artifact_manifest
+from worker.errors import InvalidWeights, UnsupportedArtifact
+from worker.oci.manifest_reader import (
+    MAX_MANIFEST_BYTES,
+    ArtifactLayer,
+    check_relative_path,
+    json_depth,
+    read_artifact_manifest,
+)
 
 DIGEST = "sha256:" + "ab" * 32
 
 
-def _manifest(*paths: Any, size: Any = 3, digest: str = DIGEST) -> bytes:
+CONFIG = {"mediaType": "application/vnd.cncf.model.config.v1+json", "digest": DIGEST, "size": 2}
+RAW = "application/vnd.cncf.model.weight.v1.raw"
+
+
+def _manifest(
+    *paths: Any, size: Any = 3, digest: str = DIGEST, media_type: str = RAW, **extra: Any
+) -> bytes:
     layers = [
-        {"mediaType": "x", "digest": digest, "size": size,
+        {"mediaType": media_type, "digest": digest, "size": size,
          "annotations": {"org.cncf.model.filepath": p}}
         for p in paths
     ]  # fmt: skip
-    return json.dumps({"schemaVersion": 2, "layers": layers}).encode()
+    return json.dumps({"schemaVersion": 2, "config": CONFIG, "layers": layers, **extra}).encode()
 
 
 @pytest.mark.parametrize("path", ["model.safetensors", "1_Pooling/config.json", "a/b/c.d", "..a"])
@@ -38,6 +51,11 @@ def test_plain_relative_paths_are_accepted(path: str) -> None:
         ("a/", "empty"),
         ("a\\..\\b", "backslash"),
         ("a\x00b", "NUL"),
+        ("model\n.safetensors", "control character"),
+        ("a\tb", "control character"),
+        ("a\x7fb", "control character"),
+        ("a\x85b", "control character"),
+        ("\x1b[31mred", "control character"),
         (".ai-models-partial/x", "reserved"),
         (".ai-models-materialized.json", "reserved"),
     ],
@@ -55,9 +73,95 @@ def test_missing_path_annotation_is_refused(path: object) -> None:
 
 def test_reads_layers() -> None:
     assert read_artifact_manifest(_manifest("a", "b/c"), "ref") == (
-        ArtifactLayer("a", DIGEST, 3),
-        ArtifactLayer("b/c", DIGEST, 3),
+        ArtifactLayer("a", DIGEST, 3, "raw"),
+        ArtifactLayer("b/c", DIGEST, 3, "raw"),
     )
+
+
+@pytest.mark.parametrize(
+    ("media_type", "archive"),
+    [
+        ("application/vnd.cncf.model.weight.v1.raw", "raw"),
+        ("application/vnd.cncf.model.weight.v1.tar", "tar"),
+        ("application/vnd.cncf.model.weight.config.v1.tar+gzip", "gzip"),
+        ("application/vnd.cncf.model.doc.v1.tar+zstd", "zstd"),
+        ("application/vnd.cncf.model.code.v1.raw", "raw"),
+        ("application/vnd.cncf.model.dataset.v1.tar", "tar"),
+    ],
+)
+def test_modelpack_layer_media_types_are_read(media_type: str, archive: str) -> None:
+    layers = read_artifact_manifest(_manifest("a", media_type=media_type), "ref")
+    assert layers == (ArtifactLayer("a", DIGEST, 3, archive),)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "media_type",
+    [
+        "application/vnd.oci.image.layer.v1.tar",
+        "application/vnd.cncf.model.weight.v1.tar+bzip2",
+        "application/vnd.cncf.model.weight.v2.raw",
+        "application/vnd.ollama.image.model",
+    ],
+)
+def test_other_layer_media_types_are_unsupported(media_type: str) -> None:
+    with pytest.raises(UnsupportedArtifact) as caught:
+        read_artifact_manifest(_manifest("a", media_type=media_type), "ref")
+    assert caught.value.message == (
+        f"ref: layer {DIGEST} has the media type {media_type!r}, not a ModelPack layer "
+        "(application/vnd.cncf.model.<weight|weight.config|doc|code|dataset>.v1."
+        "<raw|tar|tar+gzip|tar+zstd>)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ({"config": {**CONFIG, "mediaType": "application/vnd.oci.image.config.v1+json"}},
+         "ref: the config media type is 'application/vnd.oci.image.config.v1+json', not "
+         "application/vnd.cncf.model.config.v1+json: not a ModelPack artifact; publish it with "
+         "ai-models prepare or modctl"),
+        ({"config": None},
+         "ref: the config media type is 'None', not application/vnd.cncf.model.config.v1+json:"
+         " not a ModelPack artifact; publish it with ai-models prepare or modctl"),
+        ({"artifactType": "application/vnd.ollama.model"},
+         "ref: the artifactType is 'application/vnd.ollama.model', not "
+         "application/vnd.cncf.model.manifest.v1+json"),
+    ],
+)  # fmt: skip
+def test_non_modelpack_artifacts_are_unsupported(extra: dict[str, Any], message: str) -> None:
+    with pytest.raises(UnsupportedArtifact) as caught:
+        read_artifact_manifest(_manifest("a", **extra), "ref")
+    assert caught.value.message == message
+
+
+@pytest.mark.parametrize(
+    ("text", "depth"),
+    [
+        (b"{}", 1),
+        (b'{"a":[{"b":"[[[{{{"}]}', 3),
+        (rb'["\\", "\\\"[[[", [[1]]]', 3),
+        (b"[" * 5000 + b"]" * 5000, 5000),
+        (b"1", 0),
+    ],
+)
+def test_json_depth_ignores_brackets_inside_strings(text: bytes, depth: int) -> None:
+    assert json_depth(text) == depth
+    if depth < 100:  # each sample is valid JSON (the depth is exact only for valid JSON)
+        json.loads(text)
+
+
+def test_a_deeply_nested_manifest_is_refused_before_parsing() -> None:
+    deep = b'{"layers":' + b"[" * 5000 + b"]" * 5000 + b"}"
+    with pytest.raises(InvalidWeights) as caught:
+        read_artifact_manifest(deep, "ref")
+    assert caught.value.message == "ref: the manifest nests deeper than 32 levels"
+
+
+def test_an_oversized_manifest_is_refused_before_parsing() -> None:
+    huge = _manifest("a", annotations={"pad": "x" * MAX_MANIFEST_BYTES})
+    with pytest.raises(InvalidWeights) as caught:
+        read_artifact_manifest(huge, "ref")
+    assert caught.value.message == "ref: the manifest is larger than 4,194,304 bytes"
 
 
 @pytest.mark.parametrize(
@@ -66,7 +170,7 @@ def test_reads_layers() -> None:
         (b"{", "not JSON"),
         (b"[]", "not an OCI image manifest"),
         (json.dumps({"mediaType": "application/vnd.oci.image.index.v1+json"}).encode(), "not an"),
-        (json.dumps({"layers": []}).encode(), "no layers"),
+        (_manifest(), "no layers"),
         (_manifest("a", size=-1), "invalid size"),
         (_manifest("a", size=True), "invalid size"),
         (_manifest("a", size=1 << 60), "invalid size"),
