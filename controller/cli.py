@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import binascii
 import logging
 import os
 import signal
@@ -28,6 +29,7 @@ from controller.kube import SECRETS, KubeClient, load_api_client
 from controller.manager import Manager
 from controller.metrics import Metrics, serve_health, serve_metrics
 from controller.registry import RegistryAccess, RegistryCleaner, credentials_from_docker_config
+from controller.webhook import start_webhook
 
 log = structlog.get_logger("controller")
 
@@ -50,21 +52,40 @@ def configure_logging(fmt: str, level: str) -> None:
     )
 
 
+def _secret_bytes(data: object, origin: str) -> bytes:
+    try:
+        return base64.b64decode(str(data), validate=True)
+    except binascii.Error:
+        raise ConfigError(f"{origin} is not base64") from None
+
+
 def registry_cleaner(kube: KubeClient, config: Config) -> RegistryCleaner:
+    """The registry client of finalization; ``ConfigError`` when the registry's auth Secret
+    holds a malformed docker config (naming the Secret and key, never the content)."""
     registry, system = config.registry, config.system_namespace
     username = password = ca_file = None
     try:
         if registry.auth_secret_name:
             secret = kube.get(SECRETS, registry.auth_secret_name, system) or {}
-            raw = (secret.get("data") or {}).get(".dockerconfigjson", "")
-            found = credentials_from_docker_config(base64.b64decode(raw), registry.host)
-            if found:
-                username, password = found
+            raw = (secret.get("data") or {}).get(".dockerconfigjson")
+            origin = (
+                f"registry.authSecretName: Secret {system}/{registry.auth_secret_name} "
+                "key .dockerconfigjson"
+            )
+            if raw is None:
+                log.warning("registry credentials not found", secret=origin)
+            else:
+                found = credentials_from_docker_config(
+                    _secret_bytes(raw, origin), registry.host, origin
+                )
+                if found:
+                    username, password = found
         if registry.ca_secret_name:
             secret = kube.get(SECRETS, registry.ca_secret_name, system) or {}
             pem = (secret.get("data") or {}).get("ca.crt", "")
+            origin = f"registry.caSecretName: Secret {system}/{registry.ca_secret_name} key ca.crt"
             handle = tempfile.NamedTemporaryFile("wb", suffix=".crt", delete=False)  # noqa: SIM115
-            handle.write(base64.b64decode(pem))
+            handle.write(_secret_bytes(pem, origin))
             handle.close()
             ca_file = handle.name
     except KubeError as error:
@@ -89,7 +110,20 @@ def main(argv: list[str] | None = None) -> int:
     metrics = Metrics()
     kube = KubeClient(load_api_client(args.kubeconfig), on_request=metrics.count_request)
     identity = os.environ.get("POD_NAME") or f"{socket.gethostname()}-{uuid.uuid4().hex[:6]}"
-    manager = Manager(config, kube, identity, registry_cleaner(kube, config), metrics)
+    try:
+        cleaner = registry_cleaner(kube, config)
+    except ConfigError as error:
+        print(f"ai-models-controller: {error}", file=sys.stderr)
+        return 2
+    manager = Manager(config, kube, identity, cleaner, metrics)
+    if config.webhook.enabled:
+        # Every replica serves admission (the API server may call any of them); only the leader
+        # lifts scheduling gates.
+        try:
+            start_webhook(kube, config, manager.lookup, manager.stop)
+        except (KubeError, OSError) as error:
+            log.error("webhook not started", error=str(error))
+            return 1
     settings = config.controller
     if settings.metrics_port:
         serve_metrics(manager.metrics, settings.bind_address, settings.metrics_port)

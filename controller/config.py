@@ -121,8 +121,48 @@ class CatalogConfig(_Section):
     default_refresh_interval_seconds: Annotated[int, Field(ge=30)] = 900
 
 
+DEFAULT_MATERIALIZE_RESOURCES: Resources = {
+    "requests": {"cpu": "100m", "memory": "128Mi"},
+    "limits": {"memory": "512Mi"},
+}
+DEFAULT_MATERIALIZE_SECURITY_CONTEXT: dict[str, Any] = {
+    "runAsNonRoot": True,
+    "runAsUser": 65532,
+    "allowPrivilegeEscalation": False,
+    "readOnlyRootFilesystem": True,
+    "capabilities": {"drop": ["ALL"]},
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+
+
+class MaterializeConfig(_Section):
+    """The init container the webhook injects into consuming pods (docs/consumption.md)."""
+
+    image: str = "ai-models-worker:latest"
+    image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = "IfNotPresent"
+    resources: Resources = Field(default_factory=lambda: dict(DEFAULT_MATERIALIZE_RESOURCES))
+    security_context: dict[str, Any] = Field(
+        default_factory=lambda: dict(DEFAULT_MATERIALIZE_SECURITY_CONTEXT)
+    )
+    delivery_endpoint: str = "https://$(HOST_IP):9444"
+    """The delivery endpoint (not built yet); ``$(HOST_IP)`` is the node's address."""
+    token_audience: Annotated[str, Field(min_length=1)] = "ai-models-delivery"  # noqa: S105
+    token_expiration_seconds: Annotated[int, Field(ge=600, le=86_400)] = 600
+
+
 class WebhookConfig(_Section):
     enabled: bool = False
+    port: Annotated[int, Field(ge=0, le=65535)] = 9443
+    """0: any free port (tests, where the API server is told the URL)."""
+    bind_address: str = "0.0.0.0"  # noqa: S104 - the API server reaches it through the Service
+    service_name: DnsSubdomainName = "ai-models-webhook"
+    tls_secret_name: DnsSubdomainName = "ai-models-webhook-tls"  # noqa: S105
+    configuration_name: DnsSubdomainName = "ai-models-webhook"
+    """The MutatingWebhookConfiguration whose caBundle the controller keeps current."""
+    ip_addresses: list[str] = Field(default_factory=list)
+    """Extra IP SANs of the serving certificate (127.0.0.1 in tests)."""
+    gate_workers: Annotated[int, Field(ge=1, le=16)] = 2
+    materialize: MaterializeConfig = Field(default_factory=MaterializeConfig)
 
 
 class LeaderElectionConfig(_Section):

@@ -10,13 +10,24 @@ when the user sets a new ``ai.deckhouse.io/retry``.
 from __future__ import annotations
 
 import base64
+import binascii
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from controller import naming
 from controller.config import Config
-from controller.errors import AuthSecretInvalid, AuthSecretNotFound, Conflict
+from controller.errors import (
+    ApiUnavailable,
+    AuthSecretForbidden,
+    AuthSecretInvalid,
+    AuthSecretNotFound,
+    Conflict,
+    Forbidden,
+    JobRenderFailed,
+    KubeError,
+)
 from controller.jobs import JobRequest, build_job
 from controller.kube import JOBS, SECRETS, KubeClient, model_resource
 from controller.naming import ObjectKey
@@ -39,7 +50,7 @@ def _retry(obj: JSON) -> str:
 
 # Objects that wait for the user (a missing Secret) hold no place in the slot queue: they would
 # block everyone behind them. They are rechecked on their own and queue again once unblocked.
-USER_BLOCKED_REASONS = frozenset({"AuthSecretNotFound", "AuthSecretInvalid"})
+USER_BLOCKED_REASONS = frozenset({"AuthSecretNotFound", "AuthSecretInvalid", "AuthSecretForbidden"})
 
 
 def needs_slot(obj: JSON) -> bool:
@@ -61,8 +72,15 @@ def _order(kind: str, obj: JSON) -> tuple[str, ...]:
 
 
 class Dispatcher:
-    def __init__(self, kube: KubeClient, caches: Any, config: Config) -> None:
+    def __init__(
+        self,
+        kube: KubeClient,
+        caches: Any,
+        config: Config,
+        build: Callable[[JobRequest, Config], JSON] = build_job,
+    ) -> None:
         self._kube = kube
+        self._build = build
         self._caches = caches
         self._config = config
         self._lock = threading.Lock()
@@ -122,21 +140,35 @@ class Dispatcher:
             position = 1 + sum(1 for entry in places if entry < mine)
         return position, self.running()
 
-    def _copy_token(self, key: ObjectKey, obj: JSON, job: str) -> str | None:
+    def _read_token(self, key: ObjectKey, obj: JSON) -> str | None:
+        """The base64 token of the ``authSecretRef`` Secret (``None`` without one)."""
         ref = obj["spec"]["source"].get("authSecretRef")
         if key.kind != "Model" or not ref:
             return None
         where = f"{key.namespace}/{ref['name']}"
-        secret = self._kube.get(SECRETS, ref["name"], key.namespace)
+        try:
+            secret = self._kube.get(SECRETS, ref["name"], key.namespace)
+        except Forbidden as error:
+            raise AuthSecretForbidden(
+                f"the controller may not read Secret {where} named by "
+                f"spec.source.authSecretRef; namespace {key.namespace} is not in the chart's "
+                "controller.authSecretNamespaces"
+            ) from error
         if secret is None:
             raise AuthSecretNotFound(
                 f"Secret {where} named by spec.source.authSecretRef does not exist; create it "
                 "with the Hugging Face token under the key `token`"
             )
-        token = (secret.get("data") or {}).get("token", "")
-        if not token or not base64.b64decode(token).strip():
+        token = str((secret.get("data") or {}).get("token", ""))
+        try:
+            usable = bool(base64.b64decode(token, validate=True).strip())
+        except binascii.Error:
+            usable = False
+        if not usable:
             raise AuthSecretInvalid(f"Secret {where} has no non-empty key `token`")
-        name = naming.token_secret_name(job)
+        return token
+
+    def _write_token(self, key: ObjectKey, obj: JSON, name: str, token: str) -> None:
         body = {
             "metadata": {"name": name, "labels": self._labels(key, obj)},
             "type": "Opaque",
@@ -148,7 +180,6 @@ class Dispatcher:
             self._kube.merge_patch(
                 SECRETS, name, {"data": {"token": token}}, self._config.system_namespace
             )
-        return name
 
     def _labels(self, key: ObjectKey, obj: JSON) -> dict[str, str]:
         return {
@@ -157,15 +188,23 @@ class Dispatcher:
             naming.LABEL_OWNER_UID: obj["metadata"]["uid"],
         }
 
-    def create_job(self, key: ObjectKey, obj: JSON, retry: str) -> JSON:
-        """Creates (or adopts) the attempt's Job; returns the object as updated."""
-        meta, system = obj["metadata"], self._config.system_namespace
-        name = naming.job_name(meta["uid"], retry)
-        token_secret = self._copy_token(key, obj, name)
+    def record_attempt(self, key: ObjectKey, retry: str) -> JSON:
+        """Marks ``retry`` as attempted on the object; returns the object as updated."""
         patch = {"metadata": {"annotations": {naming.ANNOTATION_RETRY_OF: retry}}}
-        obj = self._kube.merge_patch(
+        return self._kube.merge_patch(
             model_resource(key.kind), key.name, patch, key.namespace or None
         )
+
+    def create_job(self, key: ObjectKey, obj: JSON, retry: str) -> JSON:
+        """Creates (or adopts) the attempt's Job; returns the object as updated.
+
+        The Job is rendered before anything is written, so a Job that cannot be rendered
+        (``JobRenderFailed``) leaves no token Secret behind; nor does a Job the API server
+        refuses to create."""
+        meta, system = obj["metadata"], self._config.system_namespace
+        name = naming.job_name(meta["uid"], retry)
+        token = self._read_token(key, obj)
+        token_secret = naming.token_secret_name(name) if token else None
         request = JobRequest(
             name=name,
             namespace=system,
@@ -181,10 +220,22 @@ class Dispatcher:
             token_secret=token_secret,
             owner_reference=self._owner_reference(key, obj),
         )
+        manifest = self._build(request, self._config)
+        obj = self.record_attempt(key, retry)
+        if token_secret and token:
+            self._write_token(key, obj, token_secret, token)
         try:
-            job = self._kube.create(JOBS, build_job(request, self._config), system)
+            job = self._kube.create(JOBS, manifest, system)
         except Conflict:
             job = self._kube.get(JOBS, name, system) or {}
+        except ApiUnavailable:
+            raise  # the Job may exist after all: the retry adopts it and needs the Secret
+        except KubeError as error:
+            if token_secret:
+                self._kube.delete(SECRETS, token_secret, system)
+            if error.status in (400, 422):  # the API server found the rendered Job invalid
+                raise JobRenderFailed(f"the API server rejected the Job: {error}") from error
+            raise
         with self._lock:
             self._created[name] = time.monotonic()
             self._version += 1

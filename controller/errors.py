@@ -8,10 +8,14 @@
     │   ├── Forbidden                403: RBAC refuses; a packaging bug, logged loudly
     │   └── ApiUnavailable           5xx, timeouts, connection errors — retried with backoff
     ├── RegistryError                the OCI registry refused or could not be reached
+    ├── JobRenderFailed              the attempt's Job could not be built, or the API server
+    │                                rejected it as invalid: terminal for this attempt (reason)
     └── PreparationBlocked           the object cannot get a Job yet for a reason the user can
                                      fix (reason is the Ready condition's reason)
         ├── AuthSecretNotFound       authSecretRef names a Secret that does not exist
-        └── AuthSecretInvalid        the Secret has no non-empty ``token`` key
+        ├── AuthSecretInvalid        the Secret has no non-empty ``token`` key
+        └── AuthSecretForbidden      the controller may not read it (its namespace is not in
+                                     the chart's controller.authSecretNamespaces)
 
 ``ConfigError`` (invalid configuration, fatal at start) lives in ``controller.config``.
 """
@@ -69,6 +73,10 @@ class RegistryError(ControllerError):
     pass
 
 
+class JobRenderFailed(ControllerError):  # noqa: N818 - the status reason
+    reason: ClassVar[str] = "JobRenderFailed"
+
+
 class PreparationBlocked(ControllerError):  # noqa: N818 - a condition, not a crash
     reason: ClassVar[str] = "PreparationBlocked"
 
@@ -79,3 +87,7 @@ class AuthSecretNotFound(PreparationBlocked):
 
 class AuthSecretInvalid(PreparationBlocked):
     reason = "AuthSecretInvalid"
+
+
+class AuthSecretForbidden(PreparationBlocked):
+    reason = "AuthSecretForbidden"

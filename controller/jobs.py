@@ -4,11 +4,19 @@
 and how workers run) in, a Job manifest out. The environment and volumes are computed here,
 because their shape depends on which credentials exist; everything else is in the template.
 The worker reads this contract: ``worker/cli.py`` documents the same variables.
+
+Every value from users or operators enters the template through ``json_literal``: JSON whose
+non-ASCII and non-printable characters are all escapes, so the YAML reader sees only printable
+ASCII and reads each value back exactly. (Raw, U+007F, U+0080 or U+FFFE stop the YAML reader,
+and U+0085, a YAML line break, folds into a space.) A failure to render is
+``JobRenderFailed``, never a bare template or YAML error.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,6 +25,7 @@ import jinja2
 import yaml
 
 from controller.config import Config
+from controller.errors import JobRenderFailed
 
 # In the image the templates are copied next to the venv (Dockerfile.controller); from a
 # checkout they are the repository's templates/ directory.
@@ -126,17 +135,33 @@ def _volumes(request: JobRequest, config: Config) -> tuple[list[Any], list[Any]]
     return volumes, mounts
 
 
+_NOT_PRINTABLE_ASCII = re.compile(r"[^\x20-\x7e]")
+
+
+def _escape(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    # YAML's 8-digit escape above the BMP: YAML readers do not join JSON's surrogate pairs.
+    return f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}"
+
+
+def json_literal(value: Any) -> str:
+    """``value`` as a JSON flow value that a YAML reader parses back to exactly ``value``: JSON
+    escapes control characters; every other character outside printable ASCII (they occur
+    only inside strings) becomes a double-quoted-scalar escape."""
+    return _NOT_PRINTABLE_ASCII.sub(_escape, json.dumps(value, sort_keys=True, ensure_ascii=False))
+
+
 _environment = jinja2.Environment(
     loader=jinja2.FileSystemLoader(TEMPLATES),
     undefined=jinja2.StrictUndefined,
-    autoescape=False,  # noqa: S701 - renders YAML, not HTML; values go through tojson
+    autoescape=False,  # noqa: S701 - renders YAML, not HTML; values go through json_literal
     keep_trailing_newline=True,
 )
-_environment.policies["json.dumps_kwargs"] = {"sort_keys": True, "ensure_ascii": False}
+_environment.filters["json_literal"] = json_literal
 
 
 def build_job(request: JobRequest, config: Config) -> dict[str, Any]:
-    """The Job manifest of one preparation attempt."""
+    """The Job manifest of one preparation attempt; ``JobRenderFailed`` when it cannot be built."""
     volumes, mounts = _volumes(request, config)
     job = {
         **request.__dict__,
@@ -146,6 +171,11 @@ def build_job(request: JobRequest, config: Config) -> dict[str, Any]:
         "volume_mounts": mounts,
     }
     worker = config.worker.model_dump()
-    text = _environment.get_template(JOB_TEMPLATE).render(job=job, worker=worker)
-    manifest: dict[str, Any] = yaml.safe_load(text)
+    try:
+        text = _environment.get_template(JOB_TEMPLATE).render(job=job, worker=worker)
+        manifest = yaml.safe_load(text)
+    except (jinja2.TemplateError, yaml.YAMLError, OSError) as error:
+        raise JobRenderFailed(f"{JOB_TEMPLATE}: {type(error).__name__}: {error}") from error
+    if not isinstance(manifest, dict) or manifest.get("kind") != "Job":
+        raise JobRenderFailed(f"{JOB_TEMPLATE} did not render a Job manifest")
     return manifest

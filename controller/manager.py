@@ -17,6 +17,7 @@ from controller.dispatch import Dispatcher, is_finished
 from controller.errors import Conflict
 from controller.events import EventRecorder
 from controller.finalizer import Finalizer
+from controller.gates import GateController, informer_lookup
 from controller.informer import Informer
 from controller.kube import CLUSTER_MODELS, JOBS, MODELS, PODS, KubeClient
 from controller.leader import LeaderElector
@@ -73,6 +74,19 @@ class Manager:
             ),
         )
         events = EventRecorder(kube)
+        self.lookup = informer_lookup(self.caches.models, self.caches.cluster_models)
+        self.gates = (
+            GateController(
+                kube,
+                self.lookup,
+                events,
+                self.stop,
+                settings.retry_base_seconds,
+                settings.retry_max_seconds,
+            )
+            if config.webhook.enabled
+            else None
+        )
         self.dispatcher = Dispatcher(kube, self.caches, config)
         finalizer = Finalizer(kube, self.caches, config, registry, events, now_rfc3339)
         self.reconciler = Reconciler(
@@ -104,6 +118,8 @@ class Manager:
                     self._uids[meta.get("uid", "")] = key
             self.dispatcher.invalidate()
             self.queue.add(key)
+            if self.gates is not None:
+                self.gates.on_model(kind, obj)
 
         return handle
 
@@ -152,7 +168,8 @@ class Manager:
 
     def _informers(self) -> list[Informer]:
         c = self.caches
-        return [c.models, c.cluster_models, c.jobs, c.pods]
+        gated = [self.gates.pods] if self.gates is not None else []
+        return [c.models, c.cluster_models, c.jobs, c.pods, *gated]
 
     def _work(self) -> None:
         while True:
@@ -185,6 +202,11 @@ class Manager:
             self.metrics.reconciles.labels(key.kind, result).inc()
             self.metrics.duration.labels(key.kind).observe(time.monotonic() - started)
 
+    def _shutdown_queues(self) -> None:
+        self.queue.shutdown()
+        if self.gates is not None:
+            self.gates.queue.shutdown()
+
     def run(self) -> int:
         """Runs until ``stop`` is set (0) or leadership is lost (1)."""
         for informer in self._informers():
@@ -207,11 +229,13 @@ class Manager:
         ]
         for thread in workers:
             thread.start()
+        if self.gates is not None:
+            self.gates.start_workers(self.config.webhook.gate_workers)
         while not self.stop.wait(0.5):
             if self.elector is not None and self.elector.lost.is_set():
-                self.queue.shutdown()
+                self._shutdown_queues()
                 return 1
-        self.queue.shutdown()
+        self._shutdown_queues()
         for thread in workers:
             thread.join(timeout=30)
         if self.elector is not None:

@@ -20,7 +20,7 @@ import structlog
 from controller import naming, status
 from controller.config import Config
 from controller.dispatch import Dispatcher
-from controller.errors import Conflict, PreparationBlocked
+from controller.errors import Conflict, JobRenderFailed, PreparationBlocked
 from controller.events import EventRecorder
 from controller.finalizer import Finalizer
 from controller.informer import Informer
@@ -32,6 +32,7 @@ JSON = dict[str, Any]
 log = structlog.get_logger("reconciler")
 UNSUPPORTED_SOURCES = ("upload", "catalog")
 BLOCKED_RECHECK_SECONDS = 30.0
+MAX_MESSAGE = 1024  # of a render failure's detail in the condition message
 QUEUED_RECHECK_SECONDS = 300.0  # slots freeing wake queued objects at once (manager)
 
 
@@ -157,12 +158,28 @@ class Reconciler:
             except PreparationBlocked as blocked:
                 self._write(key, obj, status.blocked, blocked.reason, str(blocked))
                 return BLOCKED_RECHECK_SECONDS
+            except JobRenderFailed as failure:
+                self._render_failed(key, obj, retry, failure)
+                return None
         url = obj["spec"]["source"].get("url")
         self._events.emit(obj, "Normal", "PreparationStarted", f"preparing {url}")
         # On a conflict a newer version of the object is coming; its reconcile writes the status.
         with contextlib.suppress(Conflict):
             self._write(key, obj, status.publishing, None, None)
         return None
+
+    def _render_failed(
+        self, key: ObjectKey, obj: JSON, retry: str, failure: JobRenderFailed
+    ) -> None:
+        """Terminal for this attempt: the same retry value would render the same Job."""
+        log.error("preparation Job not rendered", key=str(key), error=str(failure))
+        obj = self._dispatch.record_attempt(key, retry)
+        message = (
+            f"the preparation Job could not be created: {failure}"[:MAX_MESSAGE]
+            + f"; set a new {naming.RETRY_ANNOTATION} annotation value to try again"
+        )
+        if self._write(key, obj, status.failed, failure.reason, message):
+            self._events.emit(obj, "Warning", "PreparationFailed", f"{failure.reason}: {message}")
 
     # ---- mirror: the Job's progress and verdict --------------------------------------------------
 

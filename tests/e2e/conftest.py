@@ -156,6 +156,9 @@ def e2e_config(
             },
         }
     )
+    # The webhook runs as the chart enables it (certificate, caBundle, gate informer under the
+    # chart's RBAC), on a free loopback port: several controllers run at once in these tests.
+    config["webhook"].update({"port": 0, "bindAddress": "127.0.0.1"})
     path = tmp_path_factory.mktemp("e2e-config") / "config.yaml"
     path.write_text(yaml.safe_dump(config))
     return path

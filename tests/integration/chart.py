@@ -51,8 +51,10 @@ def install(
     """Applies the rendered chart (CRDs included) into ``namespace`` as the cluster admin would."""
     plane.kubectl_run("create", "namespace", namespace)
     rendered = template(namespace, values, sets, "--include-crds")
+    # No `-n`: every namespaced object of the chart names its namespace, and some are not in
+    # the release namespace (the Roles of controller.authSecretNamespaces).
     applied = plane.kubectl_run(
-        "apply", "--server-side", "--force-conflicts", "-n", namespace, "-f", "-", stdin=rendered
+        "apply", "--server-side", "--force-conflicts", "-f", "-", stdin=rendered
     )
     assert applied.returncode == 0, applied.stderr
     waited = plane.kubectl_run(

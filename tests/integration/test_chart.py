@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -34,8 +35,9 @@ def test_defaults_render_the_in_cluster_registry_and_a_valid_config() -> None:
     docs = render()
     kinds = sorted({d["kind"] for d in docs})
     assert kinds == [
-        "ClusterRole", "ClusterRoleBinding", "ConfigMap", "Deployment", "PersistentVolumeClaim",
-        "PodDisruptionBudget", "Role", "RoleBinding", "Service", "ServiceAccount",
+        "ClusterRole", "ClusterRoleBinding", "ConfigMap", "Deployment",
+        "MutatingWebhookConfiguration", "NetworkPolicy", "PersistentVolumeClaim",
+        "PodDisruptionBudget", "Role", "RoleBinding", "Secret", "Service", "ServiceAccount",
         "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding",
     ]  # fmt: skip
     config = parse_config(
@@ -43,6 +45,7 @@ def test_defaults_render_the_in_cluster_registry_and_a_valid_config() -> None:
     )
     assert config.registry.host == "ai-models-registry.d8-ai-models.svc:5000"
     assert config.registry.insecure is True
+    assert config.registry.auth_secret_name == "ai-models-registry-auth"
     assert config.system_namespace == "d8-ai-models"
     deployment = find(docs, "Deployment", "ai-models-controller")
     assert deployment["spec"]["replicas"] == 2
@@ -69,6 +72,7 @@ def test_placement_values_reach_the_job_the_controller_renders() -> None:
     assert workspace["ephemeral"]["volumeClaimTemplate"]["spec"]["storageClassName"] == "fast-nvme"
     assert config.registry.host == "registry.example.com"
     assert config.registry.insecure is False
+    assert config.registry.auth_secret_name == "registry-push"
 
 
 @pytest.mark.parametrize(
@@ -134,3 +138,45 @@ def test_dockerfiles_pass_hadolint() -> None:
 
 def test_json_schema_is_valid_json() -> None:
     json.loads((CHART / "values.schema.json").read_text())
+
+
+def secret_rules(docs: list[dict[str, Any]], kind: str, name: str) -> list[dict[str, Any]]:
+    rules = find(docs, kind, name)["rules"]
+    return [r for r in rules if "secrets" in r["resources"]]
+
+
+def test_controller_reads_auth_secrets_cluster_wide_or_where_listed() -> None:
+    cluster = {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]}
+    docs = render()
+    assert secret_rules(docs, "ClusterRole", "ai-models-controller") == [cluster]
+    assert not [d for d in docs if d["metadata"]["name"] == "ai-models-controller-auth-secrets"]
+    docs = render(sets=("controller.authSecretNamespaces={team-a,team-b}",))
+    assert secret_rules(docs, "ClusterRole", "ai-models-controller") == []
+    roles = [d for d in docs if d["metadata"]["name"] == "ai-models-controller-auth-secrets"]
+    assert sorted((d["kind"], d["metadata"]["namespace"]) for d in roles) == [
+        ("Role", "team-a"), ("Role", "team-b"),
+        ("RoleBinding", "team-a"), ("RoleBinding", "team-b"),
+    ]  # fmt: skip
+    for role in (d for d in roles if d["kind"] == "Role"):
+        assert role["rules"] == [cluster]
+    for binding in (d for d in roles if d["kind"] == "RoleBinding"):
+        assert binding["subjects"] == [
+            {
+                "kind": "ServiceAccount",
+                "name": "ai-models-controller",
+                "namespace": SYSTEM_NAMESPACE,
+            }
+        ]
+
+
+def test_auth_secret_policy_renders_for_models_on_create() -> None:
+    policy = find(render(), "ValidatingAdmissionPolicy", "ai-models-auth-secret-access")
+    assert policy["spec"]["matchConstraints"]["resourceRules"] == [
+        {
+            "apiGroups": ["ai.deckhouse.io"],
+            "apiVersions": ["*"],
+            "operations": ["CREATE"],
+            "resources": ["models"],
+        }
+    ]
+    assert policy["spec"]["failurePolicy"] == "Fail"

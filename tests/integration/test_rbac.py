@@ -3,6 +3,7 @@ controller's service accounts can do what the product needs and nothing else."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import ssl
 import urllib.error
@@ -86,13 +87,21 @@ class Answer:
     stderr: str
 
 
-def patch_pod(plane: ControlPlane, cfg: Path, name: str, metadata: dict[str, Any]) -> Answer:
+def patch_pod(
+    plane: ControlPlane,
+    cfg: Path,
+    name: str,
+    metadata: dict[str, Any],
+    namespace: str = SYSTEM,
+    spec: dict[str, Any] | None = None,
+) -> Answer:
     """A bare merge PATCH as the worker sends it (kubectl would GET first, which the worker may
     not do)."""
     token = yaml.safe_load(cfg.read_text())["users"][0]["user"]["token"]
+    body: dict[str, Any] = {"metadata": metadata} | ({"spec": spec} if spec is not None else {})
     request = urllib.request.Request(
-        f"{plane.url}/api/v1/namespaces/{SYSTEM}/pods/{name}",
-        data=json.dumps({"metadata": metadata}).encode(),
+        f"{plane.url}/api/v1/namespaces/{namespace}/pods/{name}",
+        data=json.dumps(body).encode(),
         method="PATCH",
         headers={
             "Authorization": f"Bearer {token}",
@@ -178,9 +187,12 @@ CONTROLLER_CAN = [
     ("update", "leases.coordination.k8s.io", f"-n={SYSTEM}", "yes"),
     ("create", "jobs.batch", "-n=default", "no"),
     ("list", "secrets", "-n=team-a", "no"),
+    ("watch", "secrets", "-n=team-a", "no"),
+    ("list", "secrets", "--all-namespaces", "no"),
     ("delete", "secrets", "-n=team-a", "no"),
     ("create", "pods", f"-n={SYSTEM}", "no"),
-    ("patch", "pods", f"-n={SYSTEM}", "no"),
+    ("patch", "pods", "-n=team-a", "yes"),  # the scheduling gate; the policy below narrows it
+    ("update", "pods", "-n=team-a", "no"),
     ("delete", "models.ai.deckhouse.io", "-n=team-a", "no"),
     ("list", "nodes", "", "no"),
     ("create", "clusterrolebindings.rbac.authorization.k8s.io", "", "no"),
@@ -195,3 +207,223 @@ def test_controller_has_exactly_what_the_chart_grants(
     args = ["auth", "can-i", verb, resource] + ([scope] if scope else [])
     result = chart.kubectl_run(*args, kubeconfig=controller)
     assert result.stdout.strip() == expected, result.stderr
+
+
+# ---- authSecretRef: a Model may name only a Secret its creator can read ----------------------
+
+TEAM = "team-vap"
+POLICY_DENIED = (
+    "ValidatingAdmissionPolicy 'ai-models-auth-secret-access' with binding "
+    "'ai-models-auth-secret-access' denied request: "
+)
+
+
+RBAC_API = "rbac.authorization.k8s.io"
+
+
+def role(name: str, group: str, resource: str, verb: str, *names: str) -> dict[str, Any]:
+    rule: dict[str, Any] = {"apiGroups": [group], "resources": [resource], "verbs": [verb]}
+    if names:
+        rule["resourceNames"] = list(names)
+    meta = {"name": name, "namespace": TEAM}
+    return {"apiVersion": f"{RBAC_API}/v1", "kind": "Role", "metadata": meta, "rules": [rule]}
+
+
+def binding(name: str, *users: str) -> dict[str, Any]:
+    return {
+        "apiVersion": f"{RBAC_API}/v1",
+        "kind": "RoleBinding",
+        "metadata": {"name": name, "namespace": TEAM},
+        "roleRef": {"apiGroup": RBAC_API, "kind": "Role", "name": name},
+        "subjects": [{"apiGroup": RBAC_API, "kind": "User", "name": u} for u in users],
+    }
+
+
+def secret(name: str) -> dict[str, Any]:
+    meta = {"name": name, "namespace": TEAM}
+    return {"apiVersion": "v1", "kind": "Secret", "metadata": meta, "stringData": {"token": "x"}}
+
+
+@pytest.fixture(scope="module")
+def team(chart: ControlPlane) -> ControlPlane:
+    """``alice`` and ``bob`` may create Models in ``team-vap``; only ``bob`` may read the
+    Secret ``hf-token`` there (and no one ``other-token``)."""
+    chart.kubectl_run("create", "namespace", TEAM)
+    objects = [
+        role("model-author", "ai.deckhouse.io", "models", "create"),
+        binding("model-author", "alice", "bob"),
+        role("hf-token-reader", "", "secrets", "get", "hf-token"),
+        binding("hf-token-reader", "bob"),
+        secret("hf-token"),
+        secret("other-token"),
+    ]
+    for obj in objects:
+        applied = chart.kubectl_run("apply", "-f", "-", stdin=json.dumps(obj))
+        assert applied.returncode == 0, applied.stderr
+    return chart
+
+
+def create_model(plane: ControlPlane, user: str, name: str, secret: str | None) -> Answer:
+    source: dict[str, Any] = {"url": "https://huggingface.co/org/private"}
+    if secret:
+        source["authSecretRef"] = {"name": secret}
+    model = {
+        "apiVersion": "ai.deckhouse.io/v1alpha1",
+        "kind": "Model",
+        "metadata": {"name": name, "namespace": TEAM},
+        "spec": {"source": source},
+    }
+    result = plane.kubectl_run("create", f"--as={user}", "-f", "-", stdin=json.dumps(model))
+    return Answer(result.returncode, result.stderr)
+
+
+def test_a_model_may_not_name_a_secret_its_creator_cannot_read(team: ControlPlane) -> None:
+    result = create_model(team, "alice", "alice-private", "hf-token")
+    assert result.returncode != 0
+    assert (
+        POLICY_DENIED
+        + (
+            "spec.source.authSecretRef: alice may not get Secret team-vap/hf-token; a Model may "
+            "name only a Secret its creator can read"
+        )
+        in result.stderr
+    ), result.stderr
+
+
+def test_a_model_may_name_a_secret_its_creator_can_read(team: ControlPlane) -> None:
+    result = create_model(team, "bob", "bob-private", "hf-token")
+    assert result.returncode == 0, result.stderr
+    got = team.kubectl_run(
+        "get", "model", "bob-private", "-n", TEAM, "-o", "jsonpath={.spec.source.authSecretRef}"
+    )
+    assert json.loads(got.stdout) == {"name": "hf-token"}
+
+
+def test_reading_one_secret_does_not_open_another(team: ControlPlane) -> None:
+    result = create_model(team, "bob", "bob-other", "other-token")
+    assert result.returncode != 0
+    assert (
+        POLICY_DENIED
+        + (
+            "spec.source.authSecretRef: bob may not get Secret team-vap/other-token; a Model may "
+            "name only a Secret its creator can read"
+        )
+        in result.stderr
+    ), result.stderr
+
+
+def test_a_public_model_needs_no_secret_permission(team: ControlPlane) -> None:
+    result = create_model(team, "alice", "alice-public", None)
+    assert result.returncode == 0, result.stderr
+
+
+# ---- controller.authSecretNamespaces: `get secrets` only where private Models live -----------
+
+
+def test_auth_secret_namespaces_narrow_the_controllers_secret_access(
+    chart: ControlPlane, controller: Path
+) -> None:
+    def can_get_secrets(namespace: str) -> str:
+        result = chart.kubectl_run(
+            "auth", "can-i", "get", "secrets", f"-n={namespace}", kubeconfig=controller
+        )
+        return result.stdout.strip()
+
+    assert [can_get_secrets(n) for n in ("team-a", "team-b", "kube-system")] == ["yes"] * 3
+    chart.kubectl_run("create", "namespace", "team-a")
+    try:
+        install(chart, SYSTEM, sets=("controller.authSecretNamespaces={team-a}",))
+        assert [can_get_secrets(n) for n in ("team-a", "team-b", "kube-system", SYSTEM)] == [
+            "yes",
+            "no",
+            "no",
+            "yes",  # its own per-Job Secrets (the system namespace's Role)
+        ]
+    finally:
+        install(chart, SYSTEM)  # server-side apply of the defaults restores the cluster rule
+    assert can_get_secrets("team-b") == "yes"
+
+
+GATED_NS = "team-gates"
+GATE = "ai.deckhouse.io/model-ready"
+_GATED_PODS = itertools.count()
+
+
+def gated_pod(name: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": name,
+            "labels": {"ai.deckhouse.io/model-gated": "true", "app": "web"},
+            "annotations": {"ai.deckhouse.io/model-waiting": "m", "example.com/owner": "team"},
+        },
+        "spec": {
+            "schedulingGates": [{"name": GATE}, {"name": "example.com/other"}],
+            "containers": [{"name": "app", "image": "app:1"}],
+        },
+    }
+
+
+@pytest.fixture
+def gated(chart: ControlPlane) -> str:
+    chart.kubectl_run("create", "namespace", GATED_NS)
+    name = f"gated-{next(_GATED_PODS)}"
+    created = chart.kubectl_run(
+        "apply", "-n", GATED_NS, "-f", "-", stdin=json.dumps(gated_pod(name))
+    )
+    assert created.returncode == 0, created.stderr
+    return name
+
+
+def test_controller_lifts_a_gate(chart: ControlPlane, controller: Path, gated: str) -> None:
+    result = patch_pod(
+        chart,
+        controller,
+        gated,
+        {
+            "annotations": {"ai.deckhouse.io/model-digests": "[]"},
+            "labels": {"ai.deckhouse.io/model-gated": None},
+        },
+        namespace=GATED_NS,
+        spec={"schedulingGates": [{"name": "example.com/other"}]},
+    )
+    assert result.returncode == 0, result.stderr
+    got = json.loads(chart.kubectl_run("get", "pod", gated, "-n", GATED_NS, "-o", "json").stdout)
+    assert got["spec"]["schedulingGates"] == [{"name": "example.com/other"}]
+    assert got["metadata"]["labels"] == {"app": "web"}
+    assert got["metadata"]["annotations"]["ai.deckhouse.io/model-digests"] == "[]"
+
+
+@pytest.mark.parametrize(
+    ("metadata", "spec", "message"),
+    [
+        (
+            {},
+            {"tolerations": [{"key": "gpu", "operator": "Exists", "effect": "NoSchedule"}]},
+            "may not change a pod's containers, tolerations or deadline",
+        ),
+        ({}, {"activeDeadlineSeconds": 5}, "may not change a pod's containers"),
+        ({}, {"schedulingGates": [{"name": GATE}]}, "may only remove the scheduling gate"),
+        (
+            {"labels": {"app": "other"}},
+            None,
+            "may only remove the label ai.deckhouse.io/model-gated",
+        ),
+        ({"labels": {"x": "y"}}, None, "may only remove the label ai.deckhouse.io/model-gated"),
+        ({"annotations": {"example.com/owner": None}}, None, "may only set ai.deckhouse.io/*"),
+        ({"finalizers": ["example.com/hold"]}, None, "may not change a pod's owners or finalizers"),
+    ],
+)
+def test_controller_cannot_change_anything_else_on_pods(
+    chart: ControlPlane,
+    controller: Path,
+    gated: str,
+    metadata: dict[str, Any],
+    spec: dict[str, Any] | None,
+    message: str,
+) -> None:
+    result = patch_pod(chart, controller, gated, metadata, namespace=GATED_NS, spec=spec)
+    assert result.returncode == 403, result.stderr
+    assert "ValidatingAdmissionPolicy 'ai-models-controller-pod-gates'" in result.stderr
+    assert f"the controller {message}" in result.stderr

@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any
 
+import jinja2
 import pytest
 import yaml
 
+from controller import jobs
 from controller.config import Config, parse_config
-from controller.jobs import JobRequest, build_job
+from controller.errors import JobRenderFailed
+from controller.jobs import JOB_TEMPLATE, JobRequest, build_job, json_literal
 
 GOLDEN = Path(__file__).parent / "golden"
+REPO = Path(__file__).resolve().parents[3]
 UID = "0b7f6c1e-2d3a-4c5b-9e8f-112233445566"
 
 PLACEMENT: dict[str, Any] = {
@@ -163,3 +168,65 @@ def test_token_is_mounted_never_in_env_or_args() -> None:
     assert "HF_TOKEN" not in env
     volumes = {v["name"]: v for v in job["spec"]["template"]["spec"]["volumes"]}
     assert volumes["source-token"]["secret"]["secretName"] == "tok-secret"
+
+
+def crd_url_pattern() -> re.Pattern[str]:
+    crd = yaml.safe_load((REPO / "crds" / "ai.deckhouse.io_models.yaml").read_text())
+    schema = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    return re.compile(
+        schema["properties"]["spec"]["properties"]["source"]["properties"]["url"]["pattern"]
+    )
+
+
+# Characters the CRD's `.+` accepts (RE2's `.` excludes only "\n") that a YAML reader refuses
+# (U+0080, U+FFFE, DEL, NUL) or reads as a line break folded into a space (U+0085, U+2028/9).
+AWKWARD = ["\u0080", "\u0085", "\ufffe", "\uffff", "\u2028", "\u2029", "\t", "\r", "\x7f",
+           "\x00", "\x1b", "\ufeff", "\u00a0", "é", "\U0001f600", "\U0010ffff", '"', "\\", "'",
+           "#", ": ", "{", "}"]  # fmt: skip
+
+
+@pytest.mark.parametrize("char", AWKWARD, ids=lambda c: f"U+{ord(c[0]):04X}")
+def test_every_character_the_crd_accepts_reaches_the_job_exactly(char: str) -> None:
+    url = f"https://huggingface.co/org/repo{char}x/tree/main{char}"
+    assert crd_url_pattern().fullmatch(url)
+    retry = f"again{char}"
+    endpoint = f"https://hf-mirror.internal/{char}"
+    config = parse_config({"sources": {"huggingFace": {"endpoint": endpoint}}})
+    job = build_job(request(source_url=url, retry=retry), config)
+    container = job["spec"]["template"]["spec"]["containers"][0]
+    assert container["args"] == ["prepare", url, "--to", request().destination]
+    assert {"name": "HF_ENDPOINT", "value": endpoint} in container["env"]
+    assert job["metadata"]["annotations"]["ai.deckhouse.io/retry-value"] == retry
+
+
+def test_all_of_unicode_in_one_url_survives_the_render() -> None:
+    # Every scalar value of the BMP and every 97th above it, 16,384 to a URL (surrogates cannot
+    # be in a Kubernetes string; "\n" the CRD refuses).
+    codes = [*range(0x10000), *range(0x10000, 0x110000, 97), 0x10FFFF]
+    chars = [chr(c) for c in codes if c != 0x0A and not 0xD800 <= c <= 0xDFFF]
+    for start in range(0, len(chars), 16384):
+        url = "https://huggingface.co/a/" + "".join(chars[start : start + 16384])
+        job = build_job(request(source_url=url), Config())
+        assert job["spec"]["template"]["spec"]["containers"][0]["args"][1] == url
+
+
+def test_rendered_text_is_printable_ascii_only() -> None:
+    url = "https://huggingface.co/a/b\u0085\u2028\U0001f600"
+    literal = json_literal({"args": [url]})
+    assert literal == '{"args": ["https://huggingface.co/a/b\\u0085\\u2028\\U0001f600"]}'
+
+
+def test_a_template_that_cannot_render_is_job_render_failed(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    (tmp_path / JOB_TEMPLATE).write_text("kind: Job\nspec: {{ job.no_such_field }}\n")
+    environment = jinja2.Environment(  # noqa: S701 - YAML, as in controller.jobs
+        loader=jinja2.FileSystemLoader(tmp_path), undefined=jinja2.StrictUndefined
+    )
+    monkeypatch.setattr(jobs, "_environment", environment)
+    with pytest.raises(JobRenderFailed) as caught:
+        build_job(request(), Config())
+    assert str(caught.value) == (
+        "preparation-job.yaml.j2: UndefinedError: 'dict object' has no attribute 'no_such_field'"
+    )
+    assert caught.value.reason == "JobRenderFailed"
