@@ -6,12 +6,15 @@ order, and ``render_table`` prints the same rows for ``docs/inspection.md`` (a t
 and the code equal):
 
 1. the primary task: the Hub pipeline tag (``TASKS``) if it is in the table, else the model type
-   (``MODEL_TYPES``), else the architecture class suffix (``ARCHITECTURE_SUFFIXES``), else for a
-   Diffusers pipeline its class (``DIFFUSERS_PIPELINES``), else for a GGUF without a pooling type
-   ``TextGeneration`` (llama.cpp serves such a file as a generative model);
+   (``MODEL_TYPES``), else the architecture class: a one-label sequence classifier is a reranker,
+   a class transformers knows gets the rows of its tasks (``TRANSFORMERS_TASKS``, from the
+   generated ``transformers_tasks.py``), another one its suffix (``ARCHITECTURE_SUFFIXES``); else
+   for a Diffusers pipeline its class (``DIFFUSERS_PIPELINES``), else for a GGUF without a pooling
+   type ``TextGeneration`` (llama.cpp serves such a file as a generative model);
 2. additions from evidence in the files: a GGUF pooling type (``GGUF_POOLING``), a
    sentence-transformers layout (``modules.json``) → ``Embeddings``, Ollama's declared
-   capabilities (``PROVIDER_CAPABILITIES``);
+   capabilities (``PROVIDER_CAPABILITIES``), a vision model whose ``text_config`` is a causal or
+   seq2seq LM → ``TextGeneration``;
 3. inputs: a vision tower/projector → ``VisionInput`` (and ``ImageToText`` for a text generator),
    audio → ``AudioInput``, both → ``MultiModalInput``;
 4. a chat template on a text generator → ``Chat``; one that reads ``tools`` → ``ToolCalling``.
@@ -26,6 +29,7 @@ from dataclasses import dataclass
 from typing import get_args
 
 from api.model import EndpointType, Feature
+from worker.inspect.transformers_tasks import CLASS_TASKS, TEXT_GENERATOR_MODEL_TYPES
 from worker.plan import WeightFormat
 
 Row = tuple[tuple[EndpointType, ...], tuple[Feature, ...]]
@@ -66,6 +70,42 @@ MODEL_TYPES: Mapping[str, Row] = {
 }
 """``config.json`` ``model_type`` → row (checked before the class suffix)."""
 
+TRANSFORMERS_TASKS: Mapping[str, Row] = {
+    "CAUSAL_LM": (("TextGeneration",), ()),
+    "SEQ_TO_SEQ_CAUSAL_LM": (("TextGeneration",), ()),
+    "IMAGE_TEXT_TO_TEXT": (("ImageToText",), ("VisionInput",)),
+    "TEXT_RECOGNITION": (("ImageToText",), ("VisionInput",)),
+    "VISUAL_QUESTION_ANSWERING": (("VisualQuestionAnswering",), ("VisionInput",)),
+    "DOCUMENT_QUESTION_ANSWERING": (("VisualQuestionAnswering",), ("VisionInput",)),
+    "SPEECH_SEQ_2_SEQ": (("SpeechToText",), ("AudioInput",)),
+    "CTC": (("SpeechToText",), ("AudioInput",)),
+    "RNNT": (("SpeechToText",), ("AudioInput",)),
+    "TDT": (("SpeechToText",), ("AudioInput",)),
+    "TEXT_TO_WAVEFORM": (("TextToSpeech",), ("AudioOutput",)),
+    "TEXT_TO_SPECTROGRAM": (("TextToSpeech",), ("AudioOutput",)),
+    "IMAGE_CLASSIFICATION": (("ImageClassification",), ("VisionInput",)),
+    "ZERO_SHOT_IMAGE_CLASSIFICATION": (("ImageClassification",), ("VisionInput",)),
+    "OBJECT_DETECTION": (("ObjectDetection",), ("VisionInput",)),
+    "ZERO_SHOT_OBJECT_DETECTION": (("ObjectDetection",), ("VisionInput",)),
+    "IMAGE_SEGMENTATION": (("ImageSegmentation",), ("VisionInput",)),
+    "SEMANTIC_SEGMENTATION": (("ImageSegmentation",), ("VisionInput",)),
+    "INSTANCE_SEGMENTATION": (("ImageSegmentation",), ("VisionInput",)),
+    "UNIVERSAL_SEGMENTATION": (("ImageSegmentation",), ("VisionInput",)),
+    "IMAGE_TO_IMAGE": (("ImageGeneration",), ("VisionInput", "ImageOutput")),
+    "CAUSAL_IMAGE_MODELING": (("ImageGeneration",), ("ImageOutput",)),
+    "RETRIEVAL": (("Embeddings",), ("VisionInput",)),
+    "MULTIMODAL_LM": (("TextGeneration",), ("AudioInput",)),
+}
+"""transformers task (``MODEL_FOR_<task>_MAPPING_NAMES``) → row, for a class transformers knows;
+a class gets the rows of all its tasks. ``MULTIMODAL_LM`` counts only without
+``IMAGE_TEXT_TO_TEXT`` (then it is a speech/omni LM: Qwen2-Audio, Voxtral); with it, the image
+row decides, so an image captioner (BLIP) is not a text generator. Other tasks (masked LM,
+classification, extractive QA, backbones…) serve no endpoint type of the API."""
+
+RERANK: Row = (("Rerank",), ())
+"""A ``*ForSequenceClassification`` with one label (``num_labels`` or ``id2label``): a
+cross-encoder scoring (query, document) pairs."""
+
 ARCHITECTURE_SUFFIXES: tuple[tuple[str, Row], ...] = (
     ("ForCausalLM", (("TextGeneration",), ())),
     ("LMHeadModel", (("TextGeneration",), ())),
@@ -83,7 +123,8 @@ ARCHITECTURE_SUFFIXES: tuple[tuple[str, Row], ...] = (
     ("ForVisualQuestionAnswering", (("VisualQuestionAnswering",), ("VisionInput",))),
     ("ForConditionalGeneration", (("TextGeneration",), ())),
 )
-"""Transformers architecture class suffix → row; the first matching suffix wins."""
+"""Architecture class suffix → row, for a class the generated table does not know (newer than
+the pinned transformers, or custom code); the first matching suffix wins."""
 
 DIFFUSERS_PIPELINES: tuple[tuple[str, Row], ...] = (
     ("Video", (("VideoGeneration",), ("VideoOutput",))),
@@ -137,6 +178,10 @@ class Signals:
     vision: bool = False
     audio: bool = False
     provider_capabilities: frozenset[str] = frozenset()
+    label_count: int | None = None
+    """Labels of a classification head (config.json ``num_labels`` or ``id2label``)."""
+    text_model_type: str | None = None
+    """``text_config.model_type`` of a multimodal model."""
 
 
 @dataclass(frozen=True)
@@ -175,7 +220,7 @@ def _primary(signals: Signals) -> Row:
     if signals.model_type is not None and signals.model_type in MODEL_TYPES:
         return MODEL_TYPES[signals.model_type]
     if signals.format != "GGUF" and signals.architecture:
-        row = _first_match(signals.architecture, ARCHITECTURE_SUFFIXES, suffix=True)
+        row = _architecture_row(signals.architecture, signals.label_count)
         if row:
             return row
     if signals.format == "Diffusers" and signals.pipeline_class:
@@ -183,6 +228,21 @@ def _primary(signals: Signals) -> Row:
     if signals.format == "GGUF" and signals.gguf_pooling in (None, "none"):
         return (("TextGeneration",), ())
     return ((), ())
+
+
+def _architecture_row(name: str, label_count: int | None) -> Row | None:
+    if name.endswith("ForSequenceClassification") and label_count == 1:
+        return RERANK
+    tasks = CLASS_TASKS.get(name)
+    if tasks is None:
+        return _first_match(name, ARCHITECTURE_SUFFIXES, suffix=True)
+    if "IMAGE_TEXT_TO_TEXT" in tasks:
+        tasks = tuple(task for task in tasks if task != "MULTIMODAL_LM")
+    rows = [TRANSFORMERS_TASKS[task] for task in tasks if task in TRANSFORMERS_TASKS]
+    return (
+        tuple(dict.fromkeys(e for row in rows for e in row[0])),
+        tuple(dict.fromkeys(f for row in rows for f in row[1])),
+    )
 
 
 def _first_match(name: str, table: Iterable[tuple[str, Row]], *, suffix: bool) -> Row | None:
@@ -199,6 +259,8 @@ def _additions(signals: Signals) -> list[Row]:
         rows.append(GGUF_POOLING[pooling])
     if signals.sentence_transformers:
         rows.append((("Embeddings",), ()))
+    if signals.vision and signals.text_model_type in TEXT_GENERATOR_MODEL_TYPES:
+        rows.append((("TextGeneration",), ()))
     rows.extend(PROVIDER_CAPABILITIES[c] for c in sorted(signals.provider_capabilities)
                 if c in PROVIDER_CAPABILITIES)  # fmt: skip
     return rows
@@ -210,6 +272,7 @@ def render_table() -> str:
     sections: tuple[tuple[str, Iterable[tuple[str, Row]]], ...] = (
         ("Hub pipeline tag", TASKS.items()),
         ("config.json model_type", MODEL_TYPES.items()),
+        ("transformers task of the class", TRANSFORMERS_TASKS.items()),
         ("architecture class suffix", ARCHITECTURE_SUFFIXES),
         ("Diffusers pipeline class contains", DIFFUSERS_PIPELINES),
         ("GGUF pooling_type", GGUF_POOLING.items()),

@@ -14,11 +14,11 @@ import itertools
 import math
 import struct
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from worker.errors import InvalidWeights
-from worker.inspect.reader import DEFAULT_CHUNK_SIZE, ByteCursor, ByteSource
+from worker.inspect.reader import DEFAULT_CHUNK_SIZE, Budget, ByteCursor, ByteSource
 
 MAGIC = b"GGUF"
 SUPPORTED_VERSIONS = (2, 3)
@@ -26,6 +26,14 @@ SUPPORTED_VERSIONS = (2, 3)
 # header can cause, since every count is checked against the bytes left below it.
 MAX_HEADER_BYTES = 128 << 20
 MAX_TENSORS = 1_000_000
+"""Tensors in one file, and in all the splits of one model together (``Budgets``)."""
+MAX_WALKED_STRINGS = 4_000_000
+"""String array items walked in all the splits of one model: the largest real vocabularies
+(262 144 tokens; 151 643 tokens + 151 387 merges) are far below; 16 M empty strings fit in the
+128 MiB header cap and cost seconds each."""
+MAX_NESTED_ARRAYS = 65_536
+"""Arrays inside arrays, in all the splits of one model: llama.cpp writes none; each costs a
+Python call, and 10 M of them fit in the header cap (14 to 29 s)."""
 MAX_KEY_VALUES = 100_000
 MAX_KEY_BYTES = 65_535
 MAX_STRING_BYTES = 16 << 20
@@ -85,7 +93,7 @@ POOLING_TYPES: Mapping[int, str] = MappingProxyType(
 """llama.cpp's ``llama_pooling_type`` (``<arch>.pooling_type``); ``rank`` marks a reranker."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class GGUFTensorInfo:
     name: str
     dims: tuple[int, ...]
@@ -194,22 +202,36 @@ class GGUFHeader:
         return dict(sorted(histogram.items(), key=lambda item: (-item[1], item[0])))
 
 
+@dataclass(frozen=True)
+class Budgets:
+    """What the headers of one model's files may cost together (see ``reader.Budget``)."""
+
+    tensors: Budget = field(default_factory=lambda: Budget("tensors", MAX_TENSORS))
+    strings: Budget = field(
+        default_factory=lambda: Budget("string array items", MAX_WALKED_STRINGS)
+    )
+    nested: Budget = field(default_factory=lambda: Budget("nested arrays", MAX_NESTED_ARRAYS))
+
+
 def read_gguf_header(
     source: ByteSource,
     *,
     wanted_arrays: frozenset[str] = DEFAULT_WANTED_ARRAYS,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
+    budgets: Budgets | None = None,
 ) -> GGUFHeader:
-    """Read and validate a GGUF header through ``chunk_size`` reads of ``source``."""
+    """Read and validate a GGUF header through ``chunk_size`` reads of ``source``, spending on
+    ``budgets`` (shared by the splits of one model; budgets of its own when None)."""
     # The cap holds while reading: strings each within their limit cannot add up past it.
     cursor = ByteCursor(source, chunk_size=chunk_size, limit=MAX_HEADER_BYTES)
-    parser = _Parser(cursor, wanted_arrays)
+    parser = _Parser(cursor, wanted_arrays, budgets or Budgets())
     return parser.header()
 
 
 class _Parser:
-    def __init__(self, cursor: ByteCursor, wanted_arrays: frozenset[str]) -> None:
+    def __init__(self, cursor: ByteCursor, wanted_arrays: frozenset[str], budgets: Budgets) -> None:
         self._cursor = cursor
+        self._budgets = budgets
         self._name = cursor.source.name
         self._wanted = wanted_arrays
         self._metadata: dict[str, Scalar] = {}
@@ -225,6 +247,7 @@ class _Parser:
         kv_count = self._bounded_count("key/value count", MAX_KEY_VALUES, 8 + 4 + 1)
         for _ in range(kv_count):
             self._key_value()
+        self._budgets.tensors.spend(self._name, tensor_count)
         tensors = [self._tensor_info() for _ in range(tensor_count)]
         if self._cursor.position > MAX_HEADER_BYTES:
             raise self._fail(
@@ -341,10 +364,12 @@ class _Parser:
 
     def _skip_items(self, key: str, item_type: int, count: int, depth: int) -> None:
         if item_type == _STRING:
+            self._budgets.strings.spend(self._name, count)
             self._cursor.skip_prefixed(count, MAX_ARRAY_ITEM_BYTES, f"string array {key!r}")
         elif item_type == _ARRAY:
             if depth >= MAX_ARRAY_DEPTH:
                 raise self._fail(f"{key!r}: arrays nested deeper than {MAX_ARRAY_DEPTH} levels")
+            self._budgets.nested.spend(self._name, count)
             for _ in range(count):
                 inner_type, inner_count = self._array_header(key)
                 self._skip_items(key, inner_type, inner_count, depth + 1)

@@ -10,14 +10,14 @@ not JSON, not an object) is an error, and it names the file.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
+from worker.inspect.bounds import MAX_CONTEXT_LENGTH
 from worker.inspect.reader import ByteSource, read_json_object
 
 MAX_JSON_BYTES = 16 << 20
-MAX_CONTEXT_LENGTH = 1 << 31
 MAX_PIPELINE_COMPONENTS = 1000
 
 CONTEXT_LENGTH_KEYS = (
@@ -68,6 +68,8 @@ class ModelConfig:
     has_audio: bool
     quantization: Quantization | None
     torch_dtype: str | None
+    label_count: int | None = None
+    """Labels of a classification head: ``num_labels``, else the entries of ``id2label``."""
 
     @property
     def architecture(self) -> str | None:
@@ -99,7 +101,16 @@ def read_model_config(source: ByteSource) -> ModelConfig:
         has_audio=audio is not None,
         quantization=_quantization(quantization) if quantization else None,
         torch_dtype=_str(document.get("torch_dtype")) or _str(document.get("dtype")),
+        label_count=_label_count(document),
     )
+
+
+def _label_count(config: Json) -> int | None:
+    count = _int(config.get("num_labels"))
+    if count is not None:
+        return count
+    labels = _obj(config.get("id2label"))
+    return len(labels) if labels else None
 
 
 def _context_length(config: Json) -> int | None:
@@ -203,7 +214,9 @@ def read_tokenizer_config(source: ByteSource) -> TokenizerConfig:
         or any(template_uses_tools(template) for template in templates.values()),
         tokenizer_class=_str(document.get("tokenizer_class")),
         # Tokenizers without a limit store 1e30 here; that is "unknown", not a context window.
-        model_max_length=max_length if max_length and max_length <= MAX_CONTEXT_LENGTH else None,
+        model_max_length=max_length
+        if max_length is not None and 0 < max_length <= MAX_CONTEXT_LENGTH
+        else None,
     )
 
 
@@ -220,8 +233,9 @@ def _chat_templates(raw: object) -> dict[str, str]:
     return templates
 
 
-_JINJA_TAG = re.compile(r"\{\{(.*?)\}\}|\{%(.*?)%\}", re.DOTALL)
-_STRING_LITERAL = re.compile(r"'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"", re.DOTALL)
+# An opening quote always matches (to its closing quote, or to the end), so re.sub never retries
+# a position: linear, unlike a pattern that must fail at every unterminated quote.
+_STRING_LITERAL = re.compile(r"'[^'\\]*(?:\\.[^'\\]*)*'?|\"[^\"\\]*(?:\\.[^\"\\]*)*\"?", re.DOTALL)
 _TOOLS_NAME = re.compile(r"\btools\b")
 
 
@@ -229,13 +243,44 @@ def template_uses_tools(template: str) -> bool:
     """Whether a Jinja chat template reads the ``tools`` variable.
 
     Only code inside ``{{ }}`` and ``{% %}`` counts, without its string literals, so a system
-    prompt that merely mentions "tools" in its text is not taken for tool support.
+    prompt that merely mentions "tools" in its text is not taken for tool support. Linear in the
+    template's length whatever it holds (``docs/inspection.md`` has the figures).
     """
-    for match in _JINJA_TAG.finditer(template):
-        code = _STRING_LITERAL.sub("''", match.group(1) or match.group(2) or "")
-        if _TOOLS_NAME.search(code):
-            return True
+    if "tools" not in template:
+        return False
+    for start, end in _jinja_tags(template):
+        if template.find("tools", start, end) >= 0:
+            code = _STRING_LITERAL.sub("''", template[start:end])
+            if _TOOLS_NAME.search(code):
+                return True
     return False
+
+
+def _jinja_tags(template: str) -> Iterator[tuple[int, int]]:
+    """Where the code of each tag lies, left to right, in one forward scan with ``str.find``.
+
+    An opening without its closing mark is not a tag, and neither is any later opening of that
+    kind (no closing mark follows them either), so that kind leaves the scan; the next opening
+    of each kind is searched for only once the previous one is passed: each byte is searched at
+    most once per kind. An unterminated quote in a tag runs to the tag's end.
+    """
+    find = template.find
+    variable, statement = find("{{"), find("{%")  # the next opening of each kind, or -1
+    while variable >= 0 or statement >= 0:
+        is_variable = statement < 0 or 0 <= variable < statement
+        start = variable if is_variable else statement
+        end = find("}}" if is_variable else "%}", start + 2)
+        if end < 0:
+            if is_variable:
+                variable = -1
+            else:
+                statement = -1
+            continue
+        yield start + 2, end
+        if 0 <= variable < end + 2:
+            variable = find("{{", end + 2)
+        if 0 <= statement < end + 2:
+            statement = find("{%", end + 2)
 
 
 @dataclass(frozen=True)

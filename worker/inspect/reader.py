@@ -107,6 +107,33 @@ class BytesSource(CountingSource):
         return self._count(self._data[offset : offset + length], offset, length)
 
 
+class Budget:
+    """A count shared by the files of one model: what a hostile header may cost, in all.
+
+    Each file's parser spends what it is about to build (tensors, walked array items) *before*
+    building it, so past the bound the model fails at once with ``InvalidWeights`` naming the
+    file and the bound, instead of after minutes of work and gigabytes of memory.
+    """
+
+    def __init__(self, what: str, limit: int) -> None:
+        self.what = what
+        self.limit = limit
+        self.used = 0
+
+    def check(self, name: str, count: int) -> None:
+        """Refuse ``count`` more (an upper bound, known before the work) without spending it."""
+        if count > self.limit - self.used:
+            earlier = f" (and {self.used} in the files before it)" if self.used else ""
+            raise InvalidWeights(
+                f"{name}: {count} {self.what}{earlier} exceed the limit of {self.limit} "
+                "for one model; real models have far fewer"
+            )
+
+    def spend(self, name: str, count: int) -> None:
+        self.check(name, count)
+        self.used += count
+
+
 def read_whole(source: ByteSource, limit: int) -> bytes:
     """The whole file in one read, refusing files larger than ``limit`` bytes."""
     if source.size > limit:
@@ -122,12 +149,15 @@ class _DuplicateKeyError(ValueError):
 
 
 def _pairs_without_duplicates(pairs: list[tuple[str, object]]) -> dict[str, object]:
-    result: dict[str, object] = {}
-    for key, value in pairs:
-        if key in result:
+    result = dict(pairs)  # called for every object of a header: the common case stays in C
+    if len(result) == len(pairs):
+        return result
+    seen: set[str] = set()
+    for key, _ in pairs:
+        if key in seen:
             raise _DuplicateKeyError(f"duplicate key {key!r}")
-        result[key] = value
-    return result
+        seen.add(key)
+    raise AssertionError("unreachable: fewer keys than pairs means a duplicate")
 
 
 def decode_json(name: str, raw: bytes, *, reject_duplicates: bool = False) -> object:

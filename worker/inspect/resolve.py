@@ -6,17 +6,28 @@ header of every shard (or the GGUF header of the model file, all splits), ``conf
 Ollama's ``template`` and ``params.json``. It computes the architecture, family, exact parameter
 count (packed quantized tensors unpacked, their scales and zero points left out), quantization
 label and context window, and maps what it found through the ``capabilities`` table. A field the
-files do not state stays None, and ``Inspection.notes`` says why.
+files do not state stays None, and ``Inspection.notes`` says why; so does a value out of the
+bounds of ``bounds.py``, checked before the table and the publication. Headers are reduced as
+they are read (``counting.TensorTally``) and share one budget per model, so the cost of a
+hostile model does not grow with its number of shards.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from api.model import ResolvedMetadata, SourceCapabilities, SourceStatus
 from worker.errors import InvalidWeights, NoSupportedWeights
+from worker.inspect.bounds import (
+    MAX_CONTEXT_LENGTH,
+    MAX_PARAMETER_COUNT,
+    bounded_capability_names,
+    bounded_count,
+    bounded_name,
+)
 from worker.inspect.capabilities import Signals, capabilities
+from worker.inspect.counting import TensorTally, parameter_count
+from worker.inspect.gguf import Budgets as GGUFBudgets
 from worker.inspect.gguf import GGUFHeader, read_gguf_header
 from worker.inspect.hfconfig import (
     ModelConfig,
@@ -29,10 +40,9 @@ from worker.inspect.hfconfig import (
 )
 from worker.inspect.reader import read_json_object, read_whole
 from worker.inspect.safetensors import (
-    DTYPE_BITS,
-    SafetensorsHeader,
     read_safetensors_header,
     read_safetensors_index,
+    tensor_budget,
 )
 from worker.plan import Source, SourcePlan
 
@@ -42,36 +52,6 @@ OLLAMA_TOOLS_MARK = ".Tools"
 """Ollama's own test for tool support: the Go template reads ``.Tools``."""
 
 
-@dataclass(frozen=True)
-class Packing:
-    """How a quantization method stores weights in safetensors."""
-
-    packed: tuple[str, ...]
-    """Tensor-name suffixes of integer tensors that hold ``container bits / bits`` values each."""
-    auxiliary: tuple[str, ...]
-    """Tensor-name suffixes of scales, zero points and indices: not parameters."""
-
-
-PACKINGS: dict[str, Packing] = {
-    "gptq": Packing((".qweight",), (".qzeros", ".scales", ".g_idx")),
-    "awq": Packing((".qweight",), (".qzeros", ".scales")),
-    "compressed-tensors": Packing(
-        (".weight_packed",),
-        (
-            ".weight_scale",
-            ".weight_zero_point",
-            ".weight_g_idx",
-            ".weight_shape",
-            ".weight_global_scale",
-            ".input_scale",
-            ".input_global_scale",
-        ),
-    ),
-    "fp8": Packing((), (".weight_scale_inv", ".weight_scale", ".input_scale")),
-    "fbgemm_fp8": Packing((), (".weight_scale", ".input_scale_ub")),
-    "mxfp4": Packing(("_blocks",), ("_scales",)),
-}
-"""Quantization methods whose parameter count is exact; others leave parameterCount None."""
 FIXED_LABELS = {"fp8": "FP8", "fbgemm_fp8": "FP8", "mxfp4": "MXFP4", "bitnet": "BITNET"}
 
 
@@ -103,6 +83,8 @@ class _Facts:
     template_tools: bool = False
     vision: bool = False
     audio: bool = False
+    label_count: int | None = None
+    text_model_type: str | None = None
     notes: list[str] = field(default_factory=list)
 
 
@@ -110,6 +92,7 @@ def inspect_source(source: Source) -> Inspection:
     """Plan ``source`` and resolve its metadata from headers and small files."""
     plan = source.plan()
     facts = _gguf_facts(source, plan) if plan.format == "GGUF" else _safetensors_facts(source, plan)
+    _bound(facts)
     found = capabilities(
         Signals(
             format=plan.format,
@@ -123,6 +106,8 @@ def inspect_source(source: Source) -> Inspection:
             template_tools=facts.template_tools,
             vision=facts.vision,
             audio=facts.audio,
+            label_count=facts.label_count,
+            text_model_type=facts.text_model_type,
             provider_capabilities=frozenset(plan.provider_features)
             if plan.source_type == "Ollama"
             else frozenset(),
@@ -135,7 +120,7 @@ def inspect_source(source: Source) -> Inspection:
         parameter_count=facts.parameter_count or None,
         quantization=facts.quantization,
         context_window_tokens=facts.context,
-        source_capabilities=_source_capabilities(plan),
+        source_capabilities=_source_capabilities(plan, facts.notes),
         supported_endpoint_types=list(found.endpoint_types) or None,
         supported_features=list(found.features) or None,
     )
@@ -143,13 +128,28 @@ def inspect_source(source: Source) -> Inspection:
     return Inspection(plan=plan, resolved=resolved, source_status=status, notes=tuple(facts.notes))
 
 
-def _source_capabilities(plan: SourcePlan) -> SourceCapabilities | None:
+def _bound(facts: _Facts) -> None:
+    """Out-of-range values from the files become unknown before anything uses them."""
+    notes = facts.notes
+    same = facts.model_type == facts.family  # config.json model_type is both: one note
+    facts.architecture = bounded_name(facts.architecture, "architecture", notes)
+    facts.family = bounded_name(facts.family, "family", notes)
+    facts.model_type = facts.family if same else bounded_name(facts.model_type, "model type", notes)
+    facts.pipeline_class = bounded_name(facts.pipeline_class, "pipeline class", notes)
+    facts.quantization = bounded_name(facts.quantization, "quantization", notes)
+    facts.context = bounded_count(facts.context, "context length", MAX_CONTEXT_LENGTH, notes)
+    facts.parameter_count = bounded_count(
+        facts.parameter_count or None, "parameter count", MAX_PARAMETER_COUNT, notes
+    )
+
+
+def _source_capabilities(plan: SourcePlan, notes: list[str]) -> SourceCapabilities | None:
     if plan.source_type is None:
         return None
+    tasks = bounded_capability_names(plan.provider_tasks, "provider task(s)", notes)
+    features = bounded_capability_names(plan.provider_features, "provider feature(s)", notes)
     return SourceCapabilities(
-        provider=plan.source_type,
-        tasks=list(plan.provider_tasks) or None,
-        features=list(plan.provider_features) or None,
+        provider=plan.source_type, tasks=tasks or None, features=features or None
     )
 
 
@@ -171,13 +171,17 @@ def _gguf_facts(source: Source, plan: SourcePlan) -> _Facts:
     models = sorted(p for p in ggufs if p not in projectors and p not in adapters)
     if not models:
         raise NoSupportedWeights(f"{plan.name}: no model GGUF, only {', '.join(ggufs)}")
-    # Split files (-00001-of-0000N) sort in order; the first carries the metadata.
-    headers = [read_gguf_header(source.byte_source(path)) for path in models]
-    first = headers[0]
+    # Split files (-00001-of-0000N) sort in order; the first carries the metadata. Of the others
+    # only the count is kept, and the budgets are shared: see gguf.py.
+    budgets = GGUFBudgets()
+    first = read_gguf_header(source.byte_source(models[0]), budgets=budgets)
+    count = first.parameter_count
+    for path in models[1:]:
+        count += read_gguf_header(source.byte_source(path), budgets=budgets).parameter_count
     facts = _Facts(
         architecture=first.architecture,
         family=first.architecture,  # llama.cpp's architecture is the family (Ollama's too)
-        parameter_count=sum(h.parameter_count for h in headers),
+        parameter_count=count,
         quantization=first.file_type_label,
         context=first.context_length,
         pooling=first.pooling_type,
@@ -211,7 +215,9 @@ def _note_unknown_gguf(header: GGUFHeader, facts: _Facts) -> None:
 
 def _safetensors_facts(source: Source, plan: SourcePlan) -> _Facts:
     weights = sorted(f.path for f in plan.files if f.path.endswith(".safetensors"))
-    headers = [read_safetensors_header(source.byte_source(path)) for path in weights]
+    tally, budget = TensorTally(), tensor_budget()  # shared by every shard: see safetensors.py
+    for path in weights:
+        tally.add(read_safetensors_header(source.byte_source(path), budget))
     _check_indexes(source, plan)
     facts = _Facts()
     config = _model_config(source, plan, facts)
@@ -221,7 +227,7 @@ def _safetensors_facts(source: Source, plan: SourcePlan) -> _Facts:
         facts.family = facts.model_type = None
     quantization = _quantization(source, plan, config)
     facts.quantization = _quantization_label(quantization) if quantization else None
-    facts.parameter_count = _parameter_count(headers, quantization, facts.notes)
+    facts.parameter_count = parameter_count(tally, quantization, facts.notes)
     _tokenizer_facts(source, plan, facts)
     if plan.file("generation_config.json") is not None:
         read_generation_config(source.byte_source("generation_config.json"))  # validated only
@@ -255,6 +261,8 @@ def _model_config(source: Source, plan: SourcePlan, facts: _Facts) -> ModelConfi
     facts.context = config.context_length
     facts.vision = config.has_vision
     facts.audio = config.has_audio
+    facts.label_count = config.label_count
+    facts.text_model_type = config.text_model_type
     return config
 
 
@@ -278,34 +286,6 @@ def _quantization_label(quantization: Quantization) -> str:
         return FIXED_LABELS[quantization.method]
     label = quantization.method.upper()
     return f"{label}-{quantization.bits}bit" if quantization.bits else label
-
-
-def _parameter_count(
-    headers: Sequence[SafetensorsHeader], quantization: Quantization | None, notes: list[str]
-) -> int | None:
-    tensors = [t for h in headers for t in h.tensors]
-    if quantization is None:
-        if any(t.name.endswith(".qweight") for t in tensors):
-            notes.append("packed .qweight tensors without a quantization config: count unknown")
-            return None
-        return sum(t.element_count for t in tensors)
-    packing = PACKINGS.get(quantization.method)
-    if packing is None or (packing.packed and not quantization.bits):
-        notes.append(f"parameter count unknown for quantization method {quantization.method!r}")
-        return None
-    total = 0
-    for tensor in tensors:
-        if tensor.name.endswith(packing.auxiliary):
-            continue
-        if packing.packed and tensor.name.endswith(packing.packed) and quantization.bits:
-            values = tensor.element_count * DTYPE_BITS[tensor.dtype]
-            if values % quantization.bits:
-                notes.append(f"{tensor.name}: {tensor.dtype} does not pack whole values")
-                return None
-            total += values // quantization.bits
-        else:
-            total += tensor.element_count
-    return total
 
 
 def _tokenizer_facts(source: Source, plan: SourcePlan, facts: _Facts) -> None:

@@ -15,13 +15,17 @@ from dataclasses import dataclass
 from types import MappingProxyType
 
 from worker.errors import InvalidWeights
-from worker.inspect.reader import ByteCursor, ByteSource, decode_json, read_json_object
+from worker.inspect.reader import Budget, ByteCursor, ByteSource, decode_json, read_json_object
 
 MAX_HEADER_BYTES = 100 << 20
 MAX_RANK = 16
 MAX_DIM = 1 << 48
 MAX_INDEX_BYTES = 50 << 20
 MAX_INDEX_ENTRIES = 1_000_000
+MAX_TENSORS = 1_000_000
+"""Tensors in all the shards of one model together. The largest real checkpoints have about
+100 000 (DeepSeek-V3: ~91 000 in 163 shards); per-expert GPTQ exports of 1T-parameter MoE models
+reach ~300 000. A 100 MiB header holds ~1.3 M, and three such shards cost ~2 GiB of memory."""
 # One read fetches the length and, for nearly every real file, the whole header with it.
 FIRST_READ_BYTES = 128 << 10
 
@@ -55,7 +59,7 @@ DTYPE_BITS: Mapping[str, int] = MappingProxyType(
 """Every dtype the safetensors format defines, with its width in bits."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class TensorInfo:
     name: str
     dtype: str
@@ -98,8 +102,14 @@ class SafetensorsHeader:
         return dict(sorted(histogram.items(), key=lambda item: (-item[1], item[0])))
 
 
-def read_safetensors_header(source: ByteSource) -> SafetensorsHeader:
-    """Read and validate the header of one safetensors file."""
+def tensor_budget() -> Budget:
+    """The budget of ``MAX_TENSORS`` to share between the shards of one model."""
+    return Budget("tensors", MAX_TENSORS)
+
+
+def read_safetensors_header(source: ByteSource, budget: Budget | None = None) -> SafetensorsHeader:
+    """Read and validate the header of one safetensors file, spending its tensors on ``budget``
+    (a budget of its own when None)."""
     name = source.name
     if source.size < 8:
         raise InvalidWeights(f"{name}: {source.size} bytes is too small for a safetensors file")
@@ -115,10 +125,17 @@ def read_safetensors_header(source: ByteSource) -> SafetensorsHeader:
             f"{name}: safetensors header length {header_size} runs past the end of the "
             f"{source.size}-byte file; the file is truncated or not safetensors"
         )
-    document = decode_json(name, cursor.take(header_size), reject_duplicates=True)
+    raw = cursor.take(header_size)
+    budget = budget or tensor_budget()
+    # Every entry is a JSON object, so "{" bounds their number before decoding builds them
+    # (less the top level and __metadata__; braces inside strings only make the bound stricter).
+    budget.check(name, max(raw.count(b"{") - 1 - (b'"__metadata__"' in raw), 0))
+    document = decode_json(name, raw, reject_duplicates=True)
+    del raw
     if not isinstance(document, dict):
         raise InvalidWeights(f"{name}: safetensors header is not a JSON object")
     metadata = _metadata(name, document.pop("__metadata__", None))
+    budget.spend(name, len(document))
     data_size = source.size - 8 - header_size
     tensors = [_tensor(name, key, entry, data_size) for key, entry in document.items()]
     tensors.sort(key=lambda tensor: (tensor.begin, tensor.end))

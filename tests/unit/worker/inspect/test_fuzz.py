@@ -46,16 +46,24 @@ from safetensors.numpy import save_file
 from tests.ground.models import RealModels
 from tests.unit.worker.inspect.builders import safetensors_bytes
 from worker.errors import InvalidWeights, WorkerError
-from worker.inspect.gguf import MAX_ARRAY_ITEM_BYTES, MAX_STRING_BYTES, read_gguf_header
+from worker.inspect.gguf import (
+    MAX_ARRAY_ITEM_BYTES,
+    MAX_NESTED_ARRAYS,
+    MAX_STRING_BYTES,
+    read_gguf_header,
+)
 from worker.inspect.gguf import MAX_HEADER_BYTES as GGUF_MAX_HEADER_BYTES
+from worker.inspect.gguf import Budgets as GGUFBudgets
 from worker.inspect.reader import (
     DEFAULT_CHUNK_SIZE,
+    Budget,
     ByteSource,
     BytesSource,
     FileByteSource,
     truncated,
 )
 from worker.inspect.safetensors import DTYPE_BITS, read_safetensors_header
+from worker.inspect.safetensors import MAX_TENSORS as ST_MAX_TENSORS
 
 ALLOCATION_BOUND = 32 << 20
 """Peak traced allocation of one parse of a file of a few MiB (or of a real file's first 4 MiB)."""
@@ -151,8 +159,9 @@ def check_parse(parse: Parse, name: str, data: bytes, size: int | None = None) -
     check_source(parse, source, ALLOCATION_BOUND)
 
 
-def check_source(parse: Parse, source: ByteSource, bound: int) -> None:
-    """A header or ``InvalidWeights`` naming the file; peak allocation under ``bound``."""
+def check_source(parse: Parse, source: ByteSource, bound: int) -> WorkerError | None:
+    """A header or ``InvalidWeights`` naming the file (returned); peak allocation under
+    ``bound``."""
     already_tracing = tracemalloc.is_tracing()
     if not already_tracing:
         tracemalloc.start()
@@ -174,6 +183,7 @@ def check_source(parse: Parse, source: ByteSource, bound: int) -> None:
         assert isinstance(error, InvalidWeights), repr(error)
         assert error.message.startswith(f"{source.name}: "), error.message
     assert peak <= bound, f"parse of a {source.size}-byte file allocated {peak} bytes at peak"
+    return error
 
 
 # ---- where the length and count fields are -----------------------------------------------------
@@ -639,3 +649,101 @@ def test_every_safetensors_length_and_number_declaring_huge_values(seeds: Seeds)
     for start, end in seed.numbers:
         for text in _huge_texts(len(seed.data)):
             check_parse(_parse_safetensors, ST_NAME, seed.data[:start] + text + seed.data[end:])
+
+
+# ---- work and memory bounded across the files of one model -------------------------------------
+
+
+def _sparse_gguf(kvs: list[tuple[bytes, int]]) -> SparseSource:
+    """Key/values, each followed by the zeros its counts declare (empty u8 arrays or empty
+    strings: both are encoded as zeros), in a sparse file."""
+    pieces = {0: b"GGUF" + struct.pack("<IQQ", 3, 0, len(kvs))}
+    offset = len(pieces[0])
+    for head, zeros in kvs:
+        pieces[offset] = head
+        offset += len(head) + zeros
+    return SparseSource(GGUF_NAME, pieces, offset + 64)
+
+
+def _gguf_key(key: str, value: bytes) -> bytes:
+    return struct.pack("<Q", len(key)) + key.encode() + value
+
+
+def test_ten_million_nested_empty_arrays_fail_at_once() -> None:
+    """The issue's case: 10 M empty arrays in one array took 14 to 29 s to walk."""
+    count = 10_000_000
+    nested = _gguf_key("x.nested", struct.pack("<IIQ", _GGUF_ARRAY, _GGUF_ARRAY, count))
+    with pytest.raises(InvalidWeights) as caught:
+        check_error(_gguf_parser(WANTED, DEFAULT_CHUNK_SIZE), _sparse_gguf([(nested, count * 12)]))
+    assert caught.value.message == (
+        f"{GGUF_NAME}: 10000000 nested arrays exceed the limit of {MAX_NESTED_ARRAYS} for one "
+        "model; real models have far fewer"
+    )
+
+
+SMALL_BUDGET = 5000
+
+
+@st.composite
+def budget_breakers(draw: st.DrawFn) -> tuple[list[SparseSource], str]:
+    """Splits of one model whose arrays together go past a budget, each file within its caps."""
+    kind = draw(st.sampled_from(["nested", "strings"]), label="kind")
+    files = draw(st.integers(1, 4), label="files")
+    limit = SMALL_BUDGET
+    total = draw(st.integers(limit + 1, 2 * limit), label="items in all")
+    per_file = -(-total // files)
+    sources = []
+    for _ in range(files):
+        keys = draw(st.integers(1, 8), label="keys per file")
+        per_key = -(-per_file // keys)
+        item_type = _GGUF_ARRAY if kind == "nested" else _GGUF_STRING
+        head = struct.pack("<IIQ", _GGUF_ARRAY, item_type, per_key)
+        zeros = per_key * (12 if kind == "nested" else 8)
+        sources.append(_sparse_gguf([(_gguf_key(f"x.{k}", head), zeros) for k in range(keys)]))
+    return sources, "nested arrays" if kind == "nested" else "string array items"
+
+
+@_fuzz_settings(30)
+@given(case=budget_breakers())
+def test_budgets_hold_across_the_splits_of_a_model(case: tuple[list[SparseSource], str]) -> None:
+    sources, what = case
+    # Small budgets, so each example walks thousands of items, not millions; the real limits
+    # are the same code with other numbers (and the 10 M case above).
+    budgets = GGUFBudgets(
+        strings=Budget("string array items", SMALL_BUDGET),
+        nested=Budget("nested arrays", SMALL_BUDGET),
+    )
+
+    def parse_all() -> None:
+        for source in sources:
+            check_error(lambda s: read_gguf_header(s, budgets=budgets), source)
+
+    with pytest.raises(InvalidWeights) as caught:
+        parse_all()
+    assert re.fullmatch(
+        rf"{re.escape(GGUF_NAME)}: \d+ {what}( \(and \d+ in the files before it\))? exceed the "
+        r"limit of \d+ for one model; real models have far fewer",
+        caught.value.message,
+    )
+
+
+def test_a_safetensors_header_of_1_3_million_tensors_fails_before_decoding() -> None:
+    """The issue's case: three such shards took 56 s and 2.1 GiB of memory."""
+    entry = '{"dtype":"F16","shape":[0],"data_offsets":[0,0]}'
+    raw = ("{" + ",".join(f'"t.{i:07d}":{entry}' for i in range(1_300_000)) + "}").encode()
+    source = BytesSource(ST_NAME, struct.pack("<Q", len(raw)) + raw)
+    del raw
+    with pytest.raises(InvalidWeights) as caught:
+        # The header's bytes are read (80 MB); nothing is built from them.
+        check_error(_parse_safetensors, source, bound=source.size + ALLOCATION_BOUND)
+    assert caught.value.message == (
+        f"{ST_NAME}: 1300000 tensors exceed the limit of {ST_MAX_TENSORS} for one model; real "
+        "models have far fewer"
+    )
+
+
+def check_error(parse: Parse, source: ByteSource, bound: int = ALLOCATION_BOUND) -> None:
+    """``check_source``, raising the error it saw (for ``pytest.raises``)."""
+    error = check_source(parse, source, bound)
+    if error is not None:
+        raise error

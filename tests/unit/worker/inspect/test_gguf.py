@@ -18,7 +18,7 @@ from worker.errors import InvalidWeights
 from worker.inspect import gguf as g
 from worker.inspect.gguf import GGUFHeader, read_gguf_header
 from worker.inspect.hfconfig import template_uses_tools
-from worker.inspect.reader import DEFAULT_CHUNK_SIZE, BytesSource, FileByteSource
+from worker.inspect.reader import DEFAULT_CHUNK_SIZE, Budget, BytesSource, FileByteSource
 
 FILE = "library/tiny:latest.gguf"
 TOOLS_TEMPLATE = (
@@ -542,3 +542,48 @@ def test_named_chat_templates(tmp_path: Path) -> None:
     assert header.chat_template == "{{ messages }}"
     assert header.named_chat_templates == {"tool_use": TOOLS_TEMPLATE}
     assert header.array_lengths["tokenizer.chat_templates"] == 1
+
+
+# ---- budgets shared by the files of one model --------------------------------------------------
+
+
+def _nested_empty_arrays(count: int) -> bytes:
+    """A key whose value is ``count`` empty u8 arrays inside an array."""
+    inner = struct.pack("<IQ", b.UINT8, 0) * count
+    return b.gguf_kv("x.nested", b.ARRAY, struct.pack("<IQ", b.ARRAY, count) + inner)
+
+
+def test_nested_arrays_are_budgeted() -> None:
+    at_the_limit = b.gguf_file([_nested_empty_arrays(g.MAX_NESTED_ARRAYS)])
+    assert read_gguf_header(BytesSource(FILE, at_the_limit)).array_lengths == {
+        "x.nested": g.MAX_NESTED_ARRAYS
+    }
+    over = b.gguf_file([_nested_empty_arrays(g.MAX_NESTED_ARRAYS + 1)])
+    with pytest.raises(InvalidWeights) as caught:
+        read_gguf_header(BytesSource(FILE, over))
+    assert caught.value.message == (
+        f"{FILE}: 65537 nested arrays exceed the limit of 65536 for one model; real models "
+        "have far fewer"
+    )
+
+
+def test_string_items_and_tensors_are_budgeted_across_files() -> None:
+    budgets = g.Budgets(
+        tensors=Budget("tensors", 3),
+        strings=Budget("string array items", 5),
+        nested=Budget("nested arrays", 0),
+    )
+    tokens = b.gguf_kv("tokenizer.ggml.tokens", b.ARRAY, b.gguf_array(b.STRING, ["a", "b", "c"]))
+    pair = (b.gguf_tensor("t0", [32], 0, 0), b.gguf_tensor("t1", [32], 0, 128))
+    first = b.gguf_file([tokens], pair, data_size=256)
+    read_gguf_header(BytesSource("split-1.gguf", first), budgets=budgets)
+    assert (budgets.tensors.used, budgets.strings.used) == (2, 3)
+    with pytest.raises(InvalidWeights) as caught:
+        read_gguf_header(BytesSource("split-2.gguf", first), budgets=budgets)
+    assert caught.value.message == (
+        "split-2.gguf: 3 string array items (and 3 in the files before it) exceed the limit of 5 "
+        "for one model; real models have far fewer"
+    )
+    second = b.gguf_file([], pair, data_size=256)
+    with pytest.raises(InvalidWeights, match=r"^split-3.gguf: 2 tensors \(and 2 in the files"):
+        read_gguf_header(BytesSource("split-3.gguf", second), budgets=budgets)

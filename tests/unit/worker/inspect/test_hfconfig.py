@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tests.ground.models import locate_real_models
 from worker.errors import InvalidWeights
@@ -216,6 +219,70 @@ def test_template_uses_tools(template: str, uses_tools: bool) -> None:
 
 
 @pytest.mark.parametrize(
+    ("template", "uses_tools"),
+    [
+        ("{{ a }} {{ b {% if tools %}{% endif %}", True),  # "{{" unclosed: "{%" tags still count
+        ("{% a %} {% b {{ tools }}", True),
+        ("{{%tools}}", True),  # the "{{" tag's code is "%tools"
+        ("{{ 'a' ~ tools }}", True),
+        ("{{ 'it\\'s' ~ tools }}", True),  # an escaped quote inside a literal
+        ('{{ "a \\" tools" }}', False),
+        ("{{ 'unterminated tools }}", False),  # Jinja rejects it; the literal runs to the end
+        ("{{ x }}}} tools {{ y }}", False),
+        ("{% raw %}{{ tools }}{% endraw %}", True),  # raw blocks are not parsed, as before
+    ],
+)
+def test_template_scan_edges(template: str, uses_tools: bool) -> None:
+    assert h.template_uses_tools(template) is uses_tools
+
+
+@pytest.mark.parametrize("size", [1 << 20, 16 << 20])
+@pytest.mark.parametrize(
+    ("unit", "tail", "uses_tools"),
+    [
+        ("{{", "{% if tools %}{% endif %}", True),  # quadratic for the old regex (80 KB: 29 s)
+        ("{{", "tools", False),
+        ("{%", "{{ tools }}", True),
+        ("{{a}}", "{{ tools }}", True),  # the most tags a template can hold
+        ("{{ '\\'", "}} {{ tools }}", True),  # one tag, an unterminated literal
+        ("'\\", "{{ 'x' }} tools", False),
+    ],
+)
+def test_hostile_templates_up_to_the_caps(
+    size: int, unit: str, tail: str, uses_tools: bool
+) -> None:
+    template = unit * ((size - len(tail)) // len(unit)) + tail
+    assert h.template_uses_tools(template) is uses_tools
+
+
+_OLD_TAG = re.compile(r"\{\{(.*?)\}\}|\{%(.*?)%\}", re.DOTALL)
+_OLD_LITERAL = re.compile(r"'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"", re.DOTALL)
+
+
+def _old_template_uses_tools(template: str) -> bool:
+    """The regex scan this replaced (quadratic on unclosed tags): the oracle for small inputs."""
+    for match in _OLD_TAG.finditer(template):
+        code = _OLD_LITERAL.sub("''", match.group(1) or match.group(2) or "")
+        if re.search(r"\btools\b", code):
+            return True
+    return False
+
+
+@settings(max_examples=3000, derandomize=True, database=None, deadline=None)
+@given(
+    pieces=st.lists(
+        st.sampled_from(["{{", "}}", "{%", "%}", "{", "}", "%", " ", "tools", "x", "tools_", ".",
+                         "'a'", '"b"', "'\\''"]),
+        max_size=16,
+    )
+)  # fmt: skip
+def test_the_scan_agrees_with_the_old_regex(pieces: list[str]) -> None:
+    """Everywhere but unterminated string literals (a template Jinja rejects)."""
+    template = "".join(pieces)
+    assert h.template_uses_tools(template) is _old_template_uses_tools(template)
+
+
+@pytest.mark.parametrize(
     ("chat_template", "default", "names", "tools"),
     [
         (QWEN_LIKE, QWEN_LIKE, ["default"], True),
@@ -257,7 +324,8 @@ def test_tokenizer_chat_templates(
 
 
 @pytest.mark.parametrize(
-    ("value", "expected"), [(8192, 8192), (int(1e30), None), (1e30, None), (None, None)]
+    ("value", "expected"),
+    [(8192, 8192), (int(1e30), None), (1e30, None), (None, None), (0, None), (-5, None)],
 )
 def test_tokenizer_model_max_length(value: object, expected: int | None) -> None:
     document = {"model_max_length": value, "tokenizer_class": "GPT2Tokenizer"}

@@ -16,7 +16,7 @@ from tests.ground.models import locate_real_models
 from tests.unit.worker.inspect.builders import safetensors_bytes
 from worker.errors import InvalidWeights
 from worker.inspect import safetensors as st
-from worker.inspect.reader import BytesSource, FileByteSource
+from worker.inspect.reader import Budget, BytesSource, FileByteSource
 from worker.inspect.safetensors import (
     SafetensorsHeader,
     read_safetensors_header,
@@ -306,3 +306,44 @@ def test_real_minilm_matches_the_reference_loader() -> None:
     assert header.dtype_bytes() == {"F32": 90_852_864, "I64": 4096}
     assert 8 + header.header_size + header.data_size == path.stat().st_size
     assert (source.reads, source.bytes_read) == (1, st.FIRST_READ_BYTES)
+
+
+# ---- the tensor budget shared by the shards of one model ---------------------------------------
+
+
+def _empty_tensors(count: int, prefix: str = "t") -> bytes:
+    entry = {"dtype": "F16", "shape": [0], "data_offsets": [0, 0]}
+    return safetensors_bytes({f"{prefix}.{i}": entry for i in range(count)}, 0)
+
+
+def test_tensors_are_budgeted_across_shards() -> None:
+    budget = Budget("tensors", 100)
+    for shard in (1, 2):
+        read_safetensors_header(BytesSource(f"model-0000{shard}-of-00003.safetensors",
+                                            _empty_tensors(40)), budget)  # fmt: skip
+    assert budget.used == 80
+    with pytest.raises(InvalidWeights) as caught:
+        read_safetensors_header(
+            BytesSource("model-00003-of-00003.safetensors", _empty_tensors(40)), budget
+        )
+    assert caught.value.message == (
+        "model-00003-of-00003.safetensors: 40 tensors (and 80 in the files before it) exceed "
+        "the limit of 100 for one model; real models have far fewer"
+    )
+
+
+def test_the_budget_is_checked_before_decoding(monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_decoding(*args: object, **kwargs: object) -> object:
+        raise AssertionError("decoded a header over the budget")
+
+    monkeypatch.setattr(st, "decode_json", no_decoding)
+    with pytest.raises(InvalidWeights, match=r"^org/repo/model.safetensors: 1000001 tensors "):
+        _parse(_empty_tensors(st.MAX_TENSORS + 1))
+
+
+def test_metadata_does_not_count_as_a_tensor() -> None:
+    entry = {"dtype": "F16", "shape": [0], "data_offsets": [0, 0]}
+    data = safetensors_bytes({"__metadata__": {"format": "pt"}, "a": entry}, 0)
+    budget = Budget("tensors", 1)
+    read_safetensors_header(BytesSource(FILE, data), budget)
+    assert budget.used == 1
