@@ -144,8 +144,9 @@ class MaterializeConfig(_Section):
     security_context: dict[str, Any] = Field(
         default_factory=lambda: dict(DEFAULT_MATERIALIZE_SECURITY_CONTEXT)
     )
-    delivery_endpoint: str = "https://$(HOST_IP):9444"
-    """The delivery endpoint (not built yet); ``$(HOST_IP)`` is the node's address."""
+    delivery_endpoint: str = "http://$(HOST_IP):9444"
+    """The node-local delivery endpoint (docs/delivery.md); ``$(HOST_IP)`` is the node's address
+    (plain HTTP: the hop is from a pod to its own node; the token is bound to the pod)."""
     token_audience: Annotated[str, Field(min_length=1)] = "ai-models-delivery"  # noqa: S105
     token_expiration_seconds: Annotated[int, Field(ge=600, le=86_400)] = 600
 

@@ -3,6 +3,9 @@
     ai-models-worker prepare SOURCE --to DEST      source → ModelPack artifact (registry or dir)
     ai-models-worker inspect SOURCE                metadata only, no weight download
     ai-models-worker materialize REF --to DIR      artifact (by digest) → files in a directory
+    ai-models-worker materialize-pod --digests F --token F --endpoint URL --to DIR
+                                                   a consuming pod's models from the delivery
+                                                   endpoint (the injected init container)
 
 SOURCE: ``https://huggingface.co/<org>/<repo>[/tree/<rev>][?revision=…][&file=<name>.gguf]``,
 ``https://ollama.com/library/<name>[:tag]``, or a local directory / ``.gguf`` / ``.safetensors``.
@@ -22,7 +25,8 @@ Environment (set by the controller's Job; all optional on a laptop):
 ``DOCKER_CONFIG`` (directory with ``config.json``: registry credentials),
 ``AI_MODELS_REGISTRY_CA``, ``AI_MODELS_REGISTRY_INSECURE``, ``AI_MODELS_REGISTRY_ATTEMPTS``,
 ``AI_MODELS_WORKSPACE``, ``AI_MODELS_PROGRESS_INTERVAL``, ``AI_MODELS_TRANSFER_CONCURRENCY``,
-``AI_MODELS_TERMINATION_LOG``.
+``AI_MODELS_TERMINATION_LOG``; ``materialize-pod``: ``AI_MODELS_DELIVERY_CA`` (CA file of an
+HTTPS delivery endpoint), ``POD_NAMESPACE`` (else the token's namespace claim).
 """
 
 from __future__ import annotations
@@ -138,6 +142,13 @@ def build_parser() -> argparse.ArgumentParser:
     materialize = commands.add_parser("materialize", help="artifact → directory")
     materialize.add_argument("ref")
     materialize.add_argument("--to", dest="dest", required=True, type=Path)
+    pod = commands.add_parser(
+        "materialize-pod", help="a pod's models (digests file) from the delivery endpoint → DIR"
+    )
+    pod.add_argument("--digests", required=True, type=Path, help="the digests annotation file")
+    pod.add_argument("--token", required=True, type=Path, help="the projected token FILE")
+    pod.add_argument("--endpoint", required=True, help="http(s)://host:port of the delivery")
+    pod.add_argument("--to", dest="dest", required=True, type=Path, help="/models")
     return parser
 
 
@@ -156,6 +167,8 @@ def main(argv: list[str] | None = None) -> int:
                 emit(found)
             else:
                 sys.stdout.write(commands.describe(found))
+        elif args.command == "materialize-pod":
+            emit(commands.materialize_pod(args.digests, args.token, args.endpoint, args.dest))
         else:
             emit(commands.materialize(args.ref, args.dest))
     except WorkerError as error:

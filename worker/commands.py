@@ -169,3 +169,21 @@ def materialize(ref: str, dest: Path) -> dict[str, Any]:
             for f in done.files
         ],
     }
+
+
+def materialize_pod(digests: Path, token: Path, endpoint: str, dest: Path) -> dict[str, Any]:
+    from worker.materialize_pod import materialize_pod as pull_pod
+
+    done = pull_pod(
+        digests,
+        token,
+        endpoint,
+        dest,
+        namespace=os.environ.get("POD_NAMESPACE") or None,
+        ca_file=_env_path("AI_MODELS_DELIVERY_CA"),
+    )
+    return {
+        "models": [
+            {"directory": str(m.directory), "digest": m.digest, "files": len(m.files)} for m in done
+        ]
+    }

@@ -20,7 +20,10 @@ once; a transient one exits with 1 and the Job retries the pod.
     │   ├── InsufficientStorage      the local disk filled up (ENOSPC/EDQUOT) while writing
     │   ├── UnsupportedArtifact      an OCI artifact materialize cannot read (not ModelPack)
     │   ├── DestinationNotADirectory materialize --to names something that is not a directory
-    │   └── UnsafeDestination        a link, FIFO or device sits where materialize writes in DIR
+    │   ├── UnsafeDestination        a link, FIFO or device sits where materialize writes in DIR
+    │   ├── InvalidModelDigests      materialize-pod: the pod's digests file is missing or malformed
+    │   ├── DeliveryUnauthorized     materialize-pod: the delivery endpoint refused the token (401)
+    │   └── DeliveryForbidden        materialize-pod: the token may not fetch this model (403)
     └── TransientError               exit code 1: the Job retries the pod
         ├── SourceUnavailable        the source answered 5xx, timed out or reset the connection
         └── RegistryUnavailable      the OCI registry answered 5xx or could not be reached
@@ -172,3 +175,25 @@ class UnsafeDestination(PermanentError):  # noqa: N818
     materialize writes inside its directory; it never writes through such a thing."""
 
     reason = "UnsafeDestination"
+
+
+class InvalidModelDigests(PermanentError):  # noqa: N818
+    """``materialize-pod``: the digests file (the pod's ``ai.deckhouse.io/model-digests``
+    annotation through the downward API) is missing, too large or not the expected JSON."""
+
+    reason = "InvalidModelDigests"
+
+
+class DeliveryUnauthorized(PermanentError):  # noqa: N818
+    """``materialize-pod``: the delivery endpoint did not accept the pod's token (401: expired,
+    another audience, not bound to a pod)."""
+
+    reason = "DeliveryUnauthorized"
+
+
+class DeliveryForbidden(PermanentError):  # noqa: N818
+    """``materialize-pod``: the delivery endpoint knows the pod but refuses this model (403); the
+    message is the endpoint's reason (another namespace's Model, not named by the pod, not
+    Ready)."""
+
+    reason = "DeliveryForbidden"

@@ -35,7 +35,7 @@ def test_defaults_render_the_in_cluster_registry_and_a_valid_config() -> None:
     docs = render()
     kinds = sorted({d["kind"] for d in docs})
     assert kinds == [
-        "ClusterRole", "ClusterRoleBinding", "ConfigMap", "Deployment",
+        "ClusterRole", "ClusterRoleBinding", "ConfigMap", "DaemonSet", "Deployment",
         "MutatingWebhookConfiguration", "NetworkPolicy", "PersistentVolumeClaim",
         "PodDisruptionBudget", "Role", "RoleBinding", "Secret", "Service", "ServiceAccount",
         "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding",
@@ -124,6 +124,7 @@ def test_rendered_manifests_pass_server_dry_run_then_apply(
         "role.rbac.authorization.k8s.io/ai-models-controller",
         "role.rbac.authorization.k8s.io/ai-models-worker",
         "serviceaccount/ai-models-controller",
+        "serviceaccount/ai-models-delivery",
         "serviceaccount/ai-models-worker",
         "serviceaccount/default",
     ]

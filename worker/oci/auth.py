@@ -8,7 +8,9 @@ never picks up its machine's logins by accident.
 
 Challenges: ``Basic`` sends the credentials on every request; ``Bearer realm=…,service=…,scope=…``
 exchanges them (or nothing, for anonymous pulls) for a token at the realm, cached per scope.
-Secrets never appear in a repr, a message or a log line.
+A ``BearerTokenFile`` (the delivery endpoint: a projected ServiceAccount token) is sent as
+``Authorization: Bearer`` on every request instead, re-read from its file each time (the kubelet
+rotates it in place). Secrets never appear in a repr, a message or a log line.
 """
 
 from __future__ import annotations
@@ -39,6 +41,36 @@ class Credentials:
     def basic_header(self) -> str:
         raw = f"{self.username}:{self.password}".encode()
         return "Basic " + base64.b64encode(raw).decode("ascii")
+
+
+MAX_TOKEN_FILE_BYTES = 16 << 10
+"""A ServiceAccount JWT is about 1 KiB; a larger file is not a token."""
+
+
+@dataclass(frozen=True)
+class BearerTokenFile:
+    """A static bearer token kept in a file (never in argv, a repr or a message)."""
+
+    path: Path
+
+    def header(self) -> str:
+        try:
+            with self.path.open("rb") as file:
+                raw = file.read(MAX_TOKEN_FILE_BYTES + 1)
+        except OSError as error:
+            raise RegistryUnauthorized(
+                f"token file {self.path} cannot be read ({error.strerror or type(error).__name__})"
+            ) from None
+        token = raw.strip()
+        if not token or len(raw) > MAX_TOKEN_FILE_BYTES or not _TOKEN.fullmatch(token):
+            raise RegistryUnauthorized(
+                f"token file {self.path} does not hold a bearer token (empty, larger than "
+                f"{MAX_TOKEN_FILE_BYTES:,} bytes, or characters a token cannot have)"
+            )
+        return "Bearer " + token.decode("ascii")
+
+
+_TOKEN = re.compile(rb"[A-Za-z0-9\-._~+/]+=*")
 
 
 @dataclass(frozen=True)
@@ -122,19 +154,27 @@ TokenFetcher = Callable[[str, Mapping[str, object], Credentials | None], str]
 class Authenticator:
     """Which ``Authorization`` header to send; learns the scheme from the first challenge."""
 
-    def __init__(self, credentials: Credentials | None, fetch_token: TokenFetcher) -> None:
+    def __init__(
+        self,
+        credentials: Credentials | None,
+        fetch_token: TokenFetcher,
+        token_file: BearerTokenFile | None = None,
+    ) -> None:
         self._credentials = credentials
         self._fetch_token = fetch_token
+        self._token_file = token_file
         self._basic = False
         self._tokens: dict[str, str] = {}
         self._lock = threading.Lock()
 
     @property
     def has_credentials(self) -> bool:
-        return self._credentials is not None
+        return self._credentials is not None or self._token_file is not None
 
     def header(self, scope: str) -> dict[str, str]:
         """The header for a request that needs ``scope`` (space-separated repository scopes)."""
+        if self._token_file is not None:
+            return {"Authorization": self._token_file.header()}
         with self._lock:
             token = self._tokens.get(scope)
         if token is not None:
@@ -145,6 +185,8 @@ class Authenticator:
 
     def answer(self, challenge: Challenge, scope: str) -> bool:
         """Prepares a new header after a 401; False when a retry cannot change the answer."""
+        if self._token_file is not None:
+            return False  # the token is all we have; a rotated one is read on the next request
         if challenge.scheme == "basic":
             if self._basic or self._credentials is None:
                 return False

@@ -25,7 +25,7 @@ from urllib.parse import urljoin, urlsplit
 import requests
 
 from worker.errors import RegistryRejected, RegistryUnauthorized, RegistryUnavailable
-from worker.oci.auth import Authenticator, Credentials, parse_challenge
+from worker.oci.auth import Authenticator, BearerTokenFile, Credentials, parse_challenge
 from worker.oci.content import sha256_digest
 
 RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
@@ -53,6 +53,9 @@ class RegistrySettings:
     """Seconds without a byte; a registry may take long to verify a large blob on the final PUT."""
     chunk_size: int = 8 << 20
     """Bytes per upload PATCH and per read of a blob download (memory per transfer)."""
+    bearer_token_file: Path | None = None
+    """A static bearer token (re-read per request) instead of docker-config credentials: the
+    delivery endpoint's projected ServiceAccount token."""
 
     def backoff(self, attempt: int) -> float:
         """The pause after failed try number ``attempt`` (1-based)."""
@@ -68,6 +71,16 @@ class RegistryRefusal(RegistryRejected):
         self.codes = codes
 
 
+class RegistryAuthRefusal(RegistryUnauthorized):
+    """401/403 (or an UNAUTHORIZED/DENIED code); keeps the status and the server's own message
+    (``errors[].message``) for callers that name the refusal themselves (``materialize-pod``)."""
+
+    def __init__(self, message: str, status: int, server_message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.server_message = server_message
+
+
 @dataclass(frozen=True)
 class Manifest:
     data: bytes
@@ -76,6 +89,12 @@ class Manifest:
 
 
 def _error_detail(response: requests.Response) -> tuple[frozenset[str], str]:
+    codes, detail, _ = _error_document(response)
+    return codes, detail
+
+
+def _error_document(response: requests.Response) -> tuple[frozenset[str], str, str]:
+    """The ``errors[]`` codes, ``code: message`` pairs and the bare messages (bounded)."""
     try:
         body = next(response.iter_content(_MAX_ERROR_BODY), b"")
     except (requests.RequestException, StopIteration):
@@ -86,22 +105,25 @@ def _error_detail(response: requests.Response) -> tuple[frozenset[str], str]:
         texts = [
             f"{e.get('code', '')}: {e.get('message', '')}" for e in errors if isinstance(e, dict)
         ]
-        return frozenset(codes), "; ".join(texts)[:500]
+        messages = [str(e.get("message", "")) for e in errors if isinstance(e, dict)]
+        return frozenset(codes), "; ".join(texts)[:500], "; ".join(messages)[:1000]
     except (ValueError, AttributeError):
-        return frozenset(), ""
+        return frozenset(), "", ""
 
 
 def raise_for_registry_status(response: requests.Response, what: str) -> None:
     """Raises the typed error for a non-2xx response to the request described by ``what``."""
     if response.ok:
         return
-    codes, detail = _error_detail(response)
+    codes, detail, server_message = _error_document(response)
     status = response.status_code
     message = f"{what}: registry answered {status}" + (f" ({detail})" if detail else "")
     if status in (401, 403) or codes & {"UNAUTHORIZED", "DENIED"}:
-        raise RegistryUnauthorized(
+        raise RegistryAuthRefusal(
             f"{message}; check the registry credentials (the docker config 'auths' entry for "
-            "this host) and that they may push and pull this repository"
+            "this host) and that they may push and pull this repository",
+            status,
+            server_message,
         )
     if status in RETRYABLE_STATUSES:
         raise RegistryUnavailable(message)
@@ -147,7 +169,10 @@ class RegistryClient:
         adapter = transport or requests.adapters.HTTPAdapter(pool_maxsize=16, max_retries=0)
         self._session.mount("http://", adapter)
         self._session.mount("https://", adapter)
-        self._auth = Authenticator(credentials, self._fetch_token)
+        token_file = self.settings.bearer_token_file
+        self._auth = Authenticator(
+            credentials, self._fetch_token, BearerTokenFile(token_file) if token_file else None
+        )
 
     def close(self) -> None:
         self._session.close()
