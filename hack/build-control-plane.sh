@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds the real Kubernetes control plane used by the test suite from Go modules:
-# kube-apiserver, kube-controller-manager, kube-scheduler, kubectl (k8s.io/kubernetes) and etcd
+# kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, kubelet (k8s.io/kubernetes;
+# the kubelet runs the real test node of tests/node) and etcd
 # (go.etcd.io/etcd/server/v3), at the versions pinned in hack/kube/go.mod and hack/etcd/go.mod.
 # Binaries go to a cache directory outside the repository; nothing is done when they exist.
 set -euo pipefail
@@ -38,4 +39,5 @@ build kube k8s.io/kubernetes/cmd/kube-apiserver kube-apiserver
 build kube k8s.io/kubernetes/cmd/kube-controller-manager kube-controller-manager
 build kube k8s.io/kubernetes/cmd/kube-scheduler kube-scheduler
 build kube k8s.io/kubernetes/cmd/kubectl kubectl
+build kube k8s.io/kubernetes/cmd/kubelet kubelet
 echo "$out"

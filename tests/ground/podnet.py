@@ -1,0 +1,114 @@
+"""The pod network of the real test node: a bridge of this run alone, nothing leaves the machine.
+
+Pods get an address on a per-run Linux bridge (CNI ``bridge`` + ``host-local``, ``ipMasq`` off)
+and a route to the bridge's gateway address and to the API server's ClusterIP, nothing else. The
+servers of the test ground listen on 127.0.0.1; a NAT chain of this run (``AIM-NODE-<id>``)
+forwards a pod's connection to ``<gateway>:<port>`` to ``127.0.0.1:<port>`` for the ports the
+fixture exposes, and ``<ClusterIP>:443`` to the API server (there is no kube-proxy), with
+``route_localnet`` on the bridge so the kernel accepts the loopback destination. The same rule
+in OUTPUT lets host processes (the controller) use the gateway address too, so one address
+works for both. FORWARD drops anything entering or leaving the bridge: pods reach the host's
+loopback servers and nothing beyond. ``close()`` deletes the rules and the bridge.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import secrets
+import subprocess
+from pathlib import Path
+
+API_CLUSTER_IP = "10.0.0.1"
+"""The ``kubernetes`` Service's address in the control plane's service range 10.0.0.0/24."""
+
+
+def _run(*argv: str) -> None:
+    result = subprocess.run(list(argv), capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv)}: {result.stderr.strip()}")
+
+
+def _free_subnet() -> ipaddress.IPv4Network:
+    """A /24 in 10.213.0.0/16 that no address or route of this host uses."""
+    used = subprocess.run(["ip", "-4", "route", "show", "table", "all"], capture_output=True,
+                          text=True, check=True).stdout  # fmt: skip
+    used += subprocess.run(["ip", "-4", "addr"], capture_output=True, text=True, check=True).stdout
+    for _ in range(64):
+        third = secrets.randbelow(254) + 1
+        if f"10.213.{third}." not in used:
+            return ipaddress.IPv4Network(f"10.213.{third}.0/24")
+    raise RuntimeError("no free 10.213.x.0/24 subnet for the test node's bridge")
+
+
+class PodNetwork:
+    def __init__(self, work: Path) -> None:
+        run_id = secrets.token_hex(3)
+        self.bridge = f"aim{run_id}"
+        self.chain = f"AIM-NODE-{run_id.upper()}"
+        self.subnet = _free_subnet()
+        self.gateway = str(next(self.subnet.hosts()))
+        self.conf_dir = work / "cni" / "net.d"
+        self._ipam_dir = work / "cni" / "ipam"
+        self._hooks: list[tuple[str, ...]] = []
+        self._created = False
+
+    def create(self, api_port: int) -> None:
+        _run("ip", "link", "add", self.bridge, "type", "bridge")
+        self._created = True
+        _run("ip", "addr", "add", f"{self.gateway}/{self.subnet.prefixlen}", "dev", self.bridge)
+        _run("ip", "link", "set", self.bridge, "up")
+        Path(f"/proc/sys/net/ipv4/conf/{self.bridge}/route_localnet").write_text("1")
+        _run("iptables", "-t", "nat", "-N", self.chain)
+        for hook in (
+            ("-t", "nat", "PREROUTING", "-i", self.bridge, "-j", self.chain),
+            ("-t", "nat", "OUTPUT", "-d", self.gateway, "-j", self.chain),
+            ("-t", "filter", "FORWARD", "-i", self.bridge, "-j", "DROP"),
+            ("-t", "filter", "FORWARD", "-o", self.bridge, "-j", "DROP"),
+        ):
+            _run("iptables", hook[0], hook[1], "-I", *hook[2:])
+            self._hooks.append(hook)
+        self._dnat(API_CLUSTER_IP, 443, api_port)
+        self._write_conflist()
+
+    def expose(self, port: int) -> str:
+        """Makes ``127.0.0.1:<port>`` reachable from pods (and the host) as ``<gateway>:<port>``."""
+        self._dnat(self.gateway, port, port)
+        return f"{self.gateway}:{port}"
+
+    def _dnat(self, address: str, port: int, to_port: int) -> None:
+        _run("iptables", "-t", "nat", "-A", self.chain, "-d", address, "-p", "tcp", "--dport",
+             str(port), "-j", "DNAT", "--to-destination", f"127.0.0.1:{to_port}")  # fmt: skip
+
+    def _write_conflist(self) -> None:
+        self.conf_dir.mkdir(parents=True, exist_ok=True)
+        conflist = {
+            "cniVersion": "0.4.0",
+            "name": "ai-models-test",
+            "plugins": [
+                {
+                    "type": "bridge",
+                    "bridge": self.bridge,
+                    "isGateway": True,
+                    "ipMasq": False,
+                    "hairpinMode": False,
+                    "ipam": {
+                        "type": "host-local",
+                        "dataDir": str(self._ipam_dir),
+                        "ranges": [[{"subnet": str(self.subnet), "gateway": self.gateway}]],
+                        "routes": [{"dst": f"{API_CLUSTER_IP}/32", "gw": self.gateway}],
+                    },
+                }
+            ],
+        }
+        (self.conf_dir / "10-ai-models-test.conflist").write_text(json.dumps(conflist, indent=2))
+
+    def close(self) -> None:
+        for hook in reversed(self._hooks):
+            subprocess.run(["iptables", hook[0], hook[1], "-D", *hook[2:]], capture_output=True)
+        self._hooks.clear()
+        for flag in ("-F", "-X"):
+            subprocess.run(["iptables", "-t", "nat", flag, self.chain], capture_output=True)
+        if self._created:
+            subprocess.run(["ip", "link", "del", self.bridge], capture_output=True)
+            self._created = False

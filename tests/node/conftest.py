@@ -1,0 +1,147 @@
+"""The real-node ground: the control plane of ``tests/conftest.py`` with a real kubelet,
+containerd and runc running the images built from this tree's Dockerfiles.
+
+- ``real_node`` (package: stopped before the unit tests run, like the e2e ground):
+  ``tests.ground.node.run_node`` — pod network, containerd, kubelet, kube-scheduler; the images
+  of ``hack/build-images.sh`` (session) imported. When it stops, the host is checked against
+  the snapshot taken before it started.
+- ``node_hub``, ``node_registry``: a Hub emulator serving MiniLM and a destination registry, on
+  127.0.0.1 and exposed to pods at the bridge's gateway address (the CDN redirect too).
+- ``node_controller`` (module): the chart installed with the built worker image (``imagePullPolicy:
+  Never``) and the controller running on the host as the chart's service account, as in
+  ``tests/e2e``; its preparation Jobs run as real pods on the real node. The chart's own
+  Deployment (the controller image, pinned to the node) only runs where the deployment and
+  replicaset controllers are started (``test_controller_deployment.py``).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.e2e.conftest import SYSTEM, ControllerProcess, controller_kubeconfig
+from tests.ground.controlplane import ControlPlane
+from tests.ground.hub import HubEmulator, run_hub
+from tests.ground.hub_repo import HubRepo
+from tests.ground.images import (
+    CONTROLLER_IMAGE,
+    WORKER_IMAGE,
+    BuiltImages,
+    build_images,
+    import_images,
+)
+from tests.ground.models import RealModels
+from tests.ground.node import RealNode, processes_of_run, run_node
+from tests.ground.registry import Registry, run_registry
+from tests.integration.chart import find, install
+
+MINILM = "sentence-transformers/all-MiniLM-L6-v2"
+TIMINGS: dict[str, float] = {}
+"""Seconds of each step of this session, printed when the node stops (``pytest -s`` shows it)."""
+
+
+@pytest.fixture(scope="session")
+def node_images() -> BuiltImages:
+    images = build_images()
+    TIMINGS["build images"] = images.build_seconds
+    return images
+
+
+@pytest.fixture(scope="package")
+def real_node(
+    control_plane: ControlPlane,
+    node_images: BuiltImages,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[RealNode]:
+    work = tmp_path_factory.mktemp("real-node")
+    started = time.monotonic()
+    with run_node(control_plane, work) as node:
+        TIMINGS["node start"] = time.monotonic() - started
+        started = time.monotonic()
+        import_images(node, node_images)
+        TIMINGS["image import"] = time.monotonic() - started
+        yield node
+    print(f"real node timings (s): {TIMINGS}", file=sys.stderr)
+    left = node.snapshot.leftovers(work) + [f"pid {p}" for p in processes_of_run(work, node.socket)]
+    assert left == [], f"the real node left these behind: {left}"
+
+
+@pytest.fixture(scope="package")
+def node_hub(real_node: RealNode, real_models: RealModels) -> Iterator[HubEmulator]:
+    with run_hub() as hub:
+        hub.add(HubRepo.from_dir(MINILM, real_models.minilm_dir, pipeline_tag="feature-extraction"))
+        hub_port = int(hub.url.rsplit(":", 1)[1])
+        cdn_port = int(hub.cdn_url.rsplit(":", 1)[1])
+        hub.url = f"http://{real_node.network.expose(hub_port)}"
+        hub.cdn_url = f"http://{real_node.network.expose(cdn_port)}"
+        yield hub
+
+
+@pytest.fixture(scope="package")
+def node_registry(
+    real_node: RealNode, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Registry]:
+    with run_registry(tmp_path_factory.mktemp("node-registry"), name="node-registry") as reg:
+        real_node.network.expose(int(reg.host.rsplit(":", 1)[1]))
+        yield reg
+
+
+def pod_address(registry: Registry, node: RealNode) -> str:
+    """The registry as pods (and the controller) reach it: the gateway address, same port."""
+    return f"{node.network.gateway}:{registry.host.rsplit(':', 1)[1]}"
+
+
+@pytest.fixture(scope="package")
+def node_config(
+    control_plane: ControlPlane,
+    real_node: RealNode,
+    node_registry: Registry,
+    node_hub: HubEmulator,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Path:
+    docs = install(
+        control_plane,
+        SYSTEM,
+        sets=(
+            f"image.worker={WORKER_IMAGE}",
+            f"image.controller={CONTROLLER_IMAGE}",
+            "image.pullPolicy=Never",
+            f"registry.host={pod_address(node_registry, real_node)}",
+            "registry.insecure=true",
+            f"sources.huggingFace.endpoint={node_hub.url}",
+            # Other packages' Models may still exist: their Jobs must not keep ours queued, nor
+            # may pods land on the Nodes that the node emulator left behind.
+            "worker.maxConcurrent=3",
+            f"worker.nodeSelector.kubernetes\\.io/hostname={real_node.name}",
+            f"controller.nodeSelector.kubernetes\\.io/hostname={real_node.name}",
+            "worker.backoffLimit=1",
+            "worker.progressIntervalSeconds=1",
+            "worker.resources.requests.cpu=100m",
+            "controller.logFormat=console",
+        ),
+    )
+    config = yaml.safe_load(find(docs, "ConfigMap", "ai-models-controller")["data"]["config.yaml"])
+    config["controller"].update(
+        {"metricsPort": 0, "healthPort": 0, "bindAddress": "127.0.0.1", "retryBaseSeconds": 0.5}
+    )
+    path = tmp_path_factory.mktemp("node-config") / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+@pytest.fixture(scope="module")
+def node_controller(
+    control_plane: ControlPlane, node_config: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ControllerProcess]:
+    work = tmp_path_factory.mktemp("node-controller")
+    process = ControllerProcess(
+        node_config, controller_kubeconfig(control_plane, work), work / "controller"
+    )
+    process.start()
+    yield process
+    process.stop()
