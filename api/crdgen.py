@@ -69,7 +69,7 @@ MODEL_COLUMNS: list[dict[str, Any]] = [
     {"name": "Format", "type": "string", "jsonPath": ".status.resolved.format"},
     {"name": "Parameters", "type": "integer", "jsonPath": ".status.resolved.parameterCount"},
     {"name": "Size", "type": "integer", "jsonPath": ".status.artifact.sizeBytes"},
-    {"name": "Reason", "type": "string", "jsonPath": READY_REASON, "priority": 1},
+    {"name": "Reason", "type": "string", "jsonPath": READY_REASON},
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
 ]
 CATALOG_COLUMNS: list[dict[str, Any]] = [

@@ -61,7 +61,19 @@ EXACTLY_ONE_SOURCE_RULE: JsonDict = {
     "rule": "[has(self.url), has(self.upload), has(self.catalog)].filter(x, x).size() == 1",
     "message": "exactly one of url, upload or catalog must be set",
 }
-IMMUTABLE_SOURCE_RULE: JsonDict = {"rule": "self == oldSelf", "message": "spec.source is immutable"}
+
+
+def immutable_source_rule(kind: str) -> JsonDict:
+    """The transition rule; its message names the only fix a user has (a new object)."""
+    return {
+        "rule": "self == oldSelf",
+        "message": (
+            f"spec.source is immutable: to use another source, delete the {kind} and create it "
+            f"again with the new source, or create a new {kind} under another name"
+        ),
+    }
+
+
 AUTH_SECRET_RULE: JsonDict = {
     "rule": (
         "!has(self.authSecretRef) || (has(self.url) && ("
@@ -131,7 +143,10 @@ def _check_exactly_one(url: str | None, upload: object, catalog: object) -> None
 class ClusterModelSource(ApiModel):
     model_config = ConfigDict(
         json_schema_extra={
-            "x-kubernetes-validations": [IMMUTABLE_SOURCE_RULE, EXACTLY_ONE_SOURCE_RULE]
+            "x-kubernetes-validations": [
+                immutable_source_rule("ClusterModel"),
+                EXACTLY_ONE_SOURCE_RULE,
+            ]
         }
     )
 
@@ -152,7 +167,7 @@ class ModelSource(ApiModel):
     model_config = ConfigDict(
         json_schema_extra={
             "x-kubernetes-validations": [
-                IMMUTABLE_SOURCE_RULE,
+                immutable_source_rule("Model"),
                 EXACTLY_ONE_SOURCE_RULE,
                 AUTH_SECRET_RULE,
             ]

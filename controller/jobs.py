@@ -51,6 +51,8 @@ class JobRequest:
     destination: str
     token_secret: str | None = None
     owner_reference: dict[str, Any] | None = None
+    mount_from: tuple[str, ...] = ()
+    """Repositories of the registry that may hold this source's blobs (``mountfrom.py``)."""
 
 
 def _secret_volume(name: str, secret: str, key: str, path: str) -> dict[str, Any]:
@@ -103,6 +105,8 @@ def _env(request: JobRequest, config: Config) -> list[dict[str, Any]]:
             "value": str(config.worker.transfer_concurrency),
         },
     ]
+    if request.mount_from:
+        env.append({"name": "AI_MODELS_MOUNT_FROM", "value": ",".join(request.mount_from)})
     if request.token_secret:
         env.append({"name": "HF_TOKEN_PATH", "value": f"{SECRETS_ROOT}/source-token/token"})
     if config.registry.auth_secret_name:

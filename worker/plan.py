@@ -52,9 +52,17 @@ class SourcePlan:
     """Provider-level task names (a Hub pipeline tag, …), for sourceCapabilities.tasks."""
     provider_features: tuple[str, ...] = ()
     """Provider-level feature names (Hub tags, Ollama capabilities), for sourceCapabilities."""
+    canonical_url: str | None = None
+    """The source spelled one way (``api.source``), recorded in the artifact instead of ``url``:
+    two spellings of one source at one revision give one digest. None: ``url`` is recorded."""
     local: bool = False
     """The files are on a local disk: reading one twice costs a disk read, not a download, so
     publishing hashes each file before it sends anything (and sends nothing the target has)."""
+
+    @property
+    def recorded_url(self) -> str:
+        """The source URL the artifact records."""
+        return self.canonical_url or self.url
 
     @property
     def total_bytes(self) -> int:

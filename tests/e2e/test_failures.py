@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import base64
 import json
+from pathlib import Path
+
+import pytest
 
 from tests.e2e.conftest import SYSTEM, ControllerProcess, get_json, wait_for
 from tests.e2e.helpers import apply, get_model, model, namespace, owned, ready_condition, wait_phase
@@ -13,6 +16,7 @@ from tests.ground.hub import HubEmulator
 from tests.ground.nodeemu import NodeEmulator
 from tests.integration.sources.conftest import PRIVATE, PRIVATE_TOKEN
 
+SAMPLES = Path(__file__).resolve().parents[2] / "samples"
 WRONG_TOKEN = "hf_wrong_token_that_must_never_leak_4242"
 
 
@@ -105,6 +109,32 @@ def test_missing_auth_secret_waits_with_a_clear_reason(
     assert obj["status"]["phase"] == "Pending"
     assert f"Secret {ns}/absent" in ready_condition(obj)["message"]
     assert owned(control_plane, "jobs", obj["metadata"]["uid"]) == []
+
+
+@pytest.mark.parametrize(
+    ("sample", "name", "namespaced"),
+    [
+        ("model-upload.yaml", "my-finetune", True),
+        ("model-catalog.yaml", "qwen-from-catalog", True),
+        ("clustermodel-catalog.yaml", "embeddings-from-catalog", False),
+    ],
+)
+def test_the_samples_not_prepared_yet_do_what_the_readme_says(
+    control_plane: ControlPlane,
+    controller: ControllerProcess,
+    sample: str,
+    name: str,
+    namespaced: bool,
+) -> None:
+    """README's table: accepted, phase Pending, reason SourceKindNotSupported, no Job."""
+    ns = namespace(control_plane, "team-samples") if namespaced else None
+    where = ("-n", ns) if ns else ()
+    applied = control_plane.kubectl_run("apply", *where, "-f", str(SAMPLES / sample))
+    assert applied.returncode == 0, applied.stderr
+    obj = wait_phase(control_plane, name, ns, "Pending", timeout=60)
+    assert ready_condition(obj)["reason"] == "SourceKindNotSupported"
+    assert owned(control_plane, "jobs", obj["metadata"]["uid"]) == []
+    assert "upload" not in obj["status"]
 
 
 def test_unsupported_source_kind_gets_no_job(

@@ -192,7 +192,12 @@ def test_source_is_immutable(crds: ControlPlane, namespace: str, kind: str) -> N
     result = crds.kubectl_run(
         "patch", "-n", namespace, kind.lower(), name, "--type=merge", "-p", json.dumps(change)
     )
-    assert_rejected(result, "spec.source", "spec.source is immutable")
+    assert_rejected(
+        result,
+        "spec.source",
+        f"spec.source is immutable: to use another source, delete the {kind} and create it again "
+        f"with the new source, or create a new {kind} under another name",
+    )
     got = crds.kubectl_run(
         "get", "-n", namespace, kind.lower(), name, "-o", "jsonpath={.spec.source.url}"
     )

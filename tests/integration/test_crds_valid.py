@@ -106,12 +106,22 @@ def test_complete_status_is_accepted_and_shown_in_columns(
     got = crds.kubectl_run("get", "-n", namespace, "model", "all-minilm-l6-v2", "-o", "json")
     assert json.loads(got.stdout)["status"] == COMPLETE_STATUS
     table = crds.kubectl_run("get", "-n", namespace, "mdl", "all-minilm-l6-v2").stdout.splitlines()
-    assert table[0].split() == ["NAME", "PHASE", "PROGRESS", "FORMAT", "PARAMETERS", "SIZE", "AGE"]
+    assert table[0].split() == [
+        "NAME",
+        "PHASE",
+        "PROGRESS",
+        "FORMAT",
+        "PARAMETERS",
+        "SIZE",
+        "REASON",
+        "AGE",
+    ]
     # Progress is cleared at Ready, so its cell is blank.
-    assert table[1].split()[:5] == [
+    assert table[1].split()[:6] == [
         "all-minilm-l6-v2",
         "Ready",
         "Safetensors",
         "22713216",
         "90888945",
+        "Published",
     ]

@@ -170,7 +170,7 @@ def build_config(
     """The ModelPack config blob (``application/vnd.cncf.model.config.v1+json``)."""
     if not layers:
         raise ValueError("a ModelPack artifact needs at least one layer")
-    descriptor: dict[str, Any] = {"name": plan.name, "sourceURL": plan.url}
+    descriptor: dict[str, Any] = {"name": plan.name, "sourceURL": plan.recorded_url}
     if resolved.family:
         descriptor["family"] = resolved.family
     if plan.revision:
@@ -189,7 +189,7 @@ def _descriptor(media_type: str, digest: str, size: int) -> dict[str, Any]:
 
 def manifest_annotations(plan: SourcePlan, resolved: ResolvedMetadata) -> dict[str, str]:
     annotations = {
-        SOURCE_ANNOTATION: plan.url,
+        SOURCE_ANNOTATION: plan.recorded_url,
         TITLE_ANNOTATION: plan.name,
         RESOLVED_ANNOTATION: canonical_json(resolved.to_wire()).decode(),
     }

@@ -299,7 +299,7 @@ def _invalid(planned: PlannedFile, mismatch: DigestMismatch) -> InvalidWeights:
     return InvalidWeights(
         f"{planned.path}: the content does not match its announced sha256 "
         f"({mismatch.expected}, got {mismatch.actual}); the source served other bytes than it "
-        "lists, publish again or pin another revision"
+        "lists; publish again, or prepare another revision as a new Model"
     )
 
 

@@ -20,6 +20,7 @@ layout at the end of its partial file.
 
 from __future__ import annotations
 
+import os
 import re
 import time
 from collections.abc import Callable, Sequence
@@ -81,6 +82,10 @@ class RegistryTarget:
     @property
     def tag(self) -> str | None:
         return self.reference.tag
+
+    @property
+    def mount_from(self) -> tuple[str, ...]:
+        return self._mount_from
 
     def has_blob(self, digest: str, size: int | None = None) -> bool:
         repository = self.reference.repository
@@ -170,6 +175,30 @@ def split_layout_tag(dest: str) -> tuple[str, str | None]:
     return directory, tag
 
 
+MOUNT_FROM_ENV = "AI_MODELS_MOUNT_FROM"
+"""Comma-separated repositories of the destination registry that may already hold the source's
+blobs (the controller sets it: Ready models of the same source, controller/mountfrom.py)."""
+MAX_MOUNT_CANDIDATES = 8
+
+
+def mount_candidates(value: str, own: str) -> tuple[str, ...]:
+    """The repositories ``value`` names, other than ``own``: at most ``MAX_MOUNT_CANDIDATES``
+    (each costs a request per blob); a malformed name is skipped — a hint never fails a run."""
+    names: list[str] = []
+    for name in (part.strip() for part in value.split(",")):
+        if not name or name == own or name in names:
+            continue
+        try:
+            reference = parse_reference(f"mount.invalid/{name}")
+        except InvalidReference:
+            continue
+        if reference.tag is None and reference.digest is None and reference.repository == name:
+            names.append(name)
+        if len(names) == MAX_MOUNT_CANDIDATES:
+            break
+    return tuple(names)
+
+
 def parse_destination(
     dest: str,
     *,
@@ -179,10 +208,11 @@ def parse_destination(
     auth_file: Path | None = None,
     settings: RegistrySettings | None = None,
     sleep: Callable[[float], None] = time.sleep,
-    mount_from: Sequence[str] = (),
+    mount_from: Sequence[str] | None = None,
     upload_state: Path | None = None,
 ) -> ArtifactTarget:
-    """The target DEST names. ``upload_state`` keeps registry upload sessions across runs."""
+    """The target DEST names. ``upload_state`` keeps registry upload sessions across runs;
+    ``mount_from`` (default: ``$AI_MODELS_MOUNT_FROM``) names repositories to mount blobs from."""
     if is_layout_path(dest):
         if _DIGEST_SUFFIX.search(dest):
             raise InvalidReference(f"{dest!r}: a destination names a tag, not a digest")
@@ -199,6 +229,8 @@ def parse_destination(
         sleep=sleep,
     )  # fmt: skip
     sessions = UploadSessions(upload_state)
+    if mount_from is None:
+        mount_from = mount_candidates(os.environ.get(MOUNT_FROM_ENV, ""), reference.repository)
     return RegistryTarget(client, reference, mount_from=mount_from, sessions=sessions)
 
 

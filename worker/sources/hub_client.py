@@ -87,6 +87,10 @@ def _error_message(response: httpx2.Response) -> str:
     return f" ({message[:300]})" if message else ""
 
 
+RECREATE = "a Model's source cannot change: delete the Model and create it again"
+"""What a message suggests when only a new spec.source (URL or authSecretRef) can fix it."""
+
+
 def raise_for_hub_error(response: httpx2.Response, subject: str, *, authenticated: bool) -> None:
     """Raise the worker error for a failed Hub answer (nothing for 1xx-3xx), chaining the cause."""
     if response.status_code < 400:
@@ -101,13 +105,15 @@ def _hub_error(response: httpx2.Response, subject: str, authenticated: bool) -> 
     status, code = response.status_code, response.headers.get("X-Error-Code")
     detail = _error_message(response)
     if code == "GatedRepo":
+        # spec.source is immutable: what a Model without a token needs is a new Model.
         how = (
             "the token's account has not been granted access: accept the conditions on the "
-            "model page with that account"
+            "model page with that account, then retry"
             if authenticated
-            else "reference a token whose account accepted its conditions in authSecretRef"
+            else f"{RECREATE} with an authSecretRef whose Secret holds the token of an account "
+            "that accepted its conditions"
         )
-        return SourceUnauthorized(f"{subject}: the repository is gated; {how}, then retry")
+        return SourceUnauthorized(f"{subject}: the repository is gated; {how}")
     if code == "RevisionNotFound":
         return RevisionNotFound(f"{subject}: the revision does not exist in the repository")
     if code == "EntryNotFound":
@@ -117,7 +123,8 @@ def _hub_error(response: httpx2.Response, subject: str, authenticated: bool) -> 
         # alike; only a token can tell them apart.
         return SourceUnauthorized(
             f"{subject}: the Hub answered 401 to an anonymous request: the repository does not "
-            "exist or is private; check the URL, or reference a token in authSecretRef"
+            f"exist or is private; {RECREATE} with the right URL, or with an authSecretRef "
+            "whose Secret holds a token that can read it"
         )
     if status in (401, 403) and authenticated:
         return SourceUnauthorized(
@@ -126,8 +133,8 @@ def _hub_error(response: httpx2.Response, subject: str, authenticated: bool) -> 
         )
     if status == 403:
         return SourceUnauthorized(
-            f"{subject}: the Hub refused anonymous access (HTTP 403){detail}; reference a token "
-            "in authSecretRef"
+            f"{subject}: the Hub refused anonymous access (HTTP 403){detail}; {RECREATE} with "
+            "an authSecretRef whose Secret holds a token that can read it"
         )
     if code == "RepoNotFound" or status in (404, 410):
         return SourceNotFound(

@@ -59,6 +59,7 @@ class HuggingFaceSource:
         )
         return SourcePlan(
             url=spec.url,
+            canonical_url=spec.canonical_url,
             source_type="HuggingFace",
             revision=revision.commit,
             name=spec.repo_id,

@@ -100,6 +100,7 @@ class OllamaSource:
         self._digests = {f.path: f"sha256:{f.sha256}" for f in files}
         return SourcePlan(
             url=spec.url,
+            canonical_url=spec.canonical_url,
             source_type="Ollama",
             revision=manifest.digest,
             name=subject,

@@ -79,7 +79,10 @@ def _registry_error(response: requests.Response, subject: str) -> WorkerError:
     # A registry answers MANIFEST_UNKNOWN for a missing tag and a missing model alike; the
     # source refines it with the tag list (RevisionNotFound when the model exists).
     if status in (404, 410) or codes & {"MANIFEST_UNKNOWN", "BLOB_UNKNOWN"}:
-        return SourceNotFound(f"{subject}: not found in the registry; check the name and tag")
+        return SourceNotFound(
+            f"{subject}: not found in the registry; the name or the tag is wrong: delete the "
+            "Model and create it again with one that https://ollama.com/library lists"
+        )
     if status == 400 or codes & {"NAME_INVALID", "TAG_INVALID", "DIGEST_INVALID"}:
         return InvalidSource(f"{subject}: the registry rejected the reference as invalid")
     return SourceUnavailable(f"{subject}: the registry answered HTTP {status}; retrying")

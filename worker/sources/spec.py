@@ -20,11 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+from api.source import HUGGING_FACE_HOSTS, OLLAMA_HOSTS, hugging_face_url, ollama_url
 from worker.errors import InvalidSource
 
 MAX_SPEC_LENGTH = 2048
-HUGGING_FACE_HOSTS = frozenset({"huggingface.co", "www.huggingface.co", "hf.co"})
-OLLAMA_HOSTS = frozenset({"ollama.com", "www.ollama.com"})
 DEFAULT_OLLAMA_TAG = "latest"
 
 # The Hub's own rule for repository names: word characters, '-' and '.', at most 96 characters,
@@ -51,6 +50,12 @@ class HuggingFaceSpec:
     gguf_file: str | None = None
     """The ``?file=`` selector: one ``.gguf`` path inside the repository."""
 
+    @property
+    def canonical_url(self) -> str:
+        """The repository (and file) spelled one way, without the revision: the artifact
+        records it next to the resolved commit, so every spelling gives one digest."""
+        return hugging_face_url(self.repo_id, self.gguf_file)
+
 
 @dataclass(frozen=True)
 class OllamaSpec:
@@ -64,11 +69,19 @@ class OllamaSpec:
     def repository(self) -> str:
         return f"library/{self.name}"
 
+    @property
+    def canonical_url(self) -> str:
+        return ollama_url(self.name, self.tag)
+
 
 @dataclass(frozen=True)
 class LocalSpec:
     url: str
     path: Path
+
+    @property
+    def canonical_url(self) -> str:
+        return self.url
 
 
 SourceSpec = HuggingFaceSpec | OllamaSpec | LocalSpec

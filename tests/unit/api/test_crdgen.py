@@ -147,5 +147,7 @@ def test_printer_columns_and_short_names() -> None:
         "Reason",
         "Age",
     ]
+    # Every column is a default one: the reason of a Failed model shows without `-o wide`.
+    assert [c.get("priority", 0) for c in version["additionalPrinterColumns"]] == [0] * 7
     assert version["subresources"] == {"status": {}}
     assert crd["spec"]["names"]["shortNames"] == ["mdl"]

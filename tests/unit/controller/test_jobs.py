@@ -84,7 +84,11 @@ def request(**overrides: Any) -> JobRequest:
 CASES = {
     "model-defaults": (request(), Config()),
     "model-private-placement": (
-        request(token_secret=f"prepare-{UID}-source-token", retry="2"),
+        request(
+            token_secret=f"prepare-{UID}-source-token",
+            retry="2",
+            mount_from=("ai-models/model/team-b/minilm", "ai-models/clustermodel/minilm"),
+        ),
         parse_config(PLACEMENT),
     ),
     "clustermodel": (

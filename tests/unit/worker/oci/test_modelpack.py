@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -76,6 +77,22 @@ def test_config_and_manifest_bytes_equal_the_golden_files() -> None:
     config, manifest = _artifact()
     assert config == GOLDEN_CONFIG.read_bytes().strip()
     assert manifest == GOLDEN_MANIFEST.read_bytes().strip()
+
+
+def test_the_artifact_records_the_canonical_url_not_the_spelling() -> None:
+    """Two spellings of one repository at one commit: one artifact (the user's spelling stays
+    in the Model's spec)."""
+    canonical = dataclasses.replace(PLAN, canonical_url=PLAN.url)
+    spelled = dataclasses.replace(
+        canonical, url="https://hf.co/org/tiny/tree/v1.0", canonical_url=PLAN.url
+    )
+    assert _artifact(spelled) == _artifact(canonical) == _artifact(PLAN)
+    manifest = json.loads(_artifact(spelled)[1])
+    assert manifest["annotations"]["org.opencontainers.image.source"] == PLAN.url
+    assert json.loads(_artifact(spelled)[0])["descriptor"]["sourceURL"] == PLAN.url
+    # Without a canonical URL (a local path) the URL as given is recorded.
+    local = dataclasses.replace(PLAN, url="./models/tiny")
+    assert json.loads(_artifact(local)[0])["descriptor"]["sourceURL"] == "./models/tiny"
 
 
 def test_manifest_shape() -> None:

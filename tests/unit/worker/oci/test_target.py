@@ -10,9 +10,12 @@ import pytest
 
 from worker.oci.reference import InvalidReference
 from worker.oci.target import (
+    MAX_MOUNT_CANDIDATES,
+    MOUNT_FROM_ENV,
     LayoutTarget,
     RegistryTarget,
     is_layout_path,
+    mount_candidates,
     parse_destination,
     split_layout_tag,
 )
@@ -148,3 +151,37 @@ def test_an_existing_directory_named_with_a_colon_is_reached_only_with_a_tag(
     assert isinstance(target, LayoutTarget)
     assert (target.layout.root, target.tag) == (Path("./out:v1"), "latest")
     assert (tmp_path / "out:v1" / "oci-layout").is_file()
+
+
+# ---- mount candidates ($AI_MODELS_MOUNT_FROM) -------------------------------------------------
+
+
+def test_mount_candidates_keep_valid_other_repositories_in_order() -> None:
+    value = " ai/model/a/x , ai/model/b/y,ai/model/a/x,,ai/clustermodel/z"
+    assert mount_candidates(value, own="ai/model/b/y") == ("ai/model/a/x", "ai/clustermodel/z")
+
+
+@pytest.mark.parametrize(
+    "bad", ["Upper/case", "repo:tag", "repo@sha256:" + "0" * 64, "a//b", "-x", "x" * 256]
+)
+def test_a_malformed_mount_candidate_is_skipped(bad: str) -> None:
+    assert mount_candidates(f"{bad},ok/repo", own="mine") == ("ok/repo",)
+
+
+def test_mount_candidates_are_bounded() -> None:
+    value = ",".join(f"r/{i}" for i in range(MAX_MOUNT_CANDIDATES + 5))
+    assert mount_candidates(value, own="mine") == tuple(
+        f"r/{i}" for i in range(MAX_MOUNT_CANDIDATES)
+    )
+
+
+def test_the_destination_reads_mount_candidates_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv(MOUNT_FROM_ENV, "ai/model/a/x,ai/model/b/y")
+    target = parse_destination("registry.local/ai/model/b/y:uid")
+    assert isinstance(target, RegistryTarget)
+    assert target.mount_from == ("ai/model/a/x",)
+    explicit = parse_destination("registry.local/ai/model/b/y:uid", mount_from=())
+    assert isinstance(explicit, RegistryTarget)
+    assert explicit.mount_from == ()

@@ -38,14 +38,30 @@ def _response(status: int, code: str | None = None, message: str | None = None) 
 
 
 ERRORS: list[tuple[int, str | None, bool, type[WorkerError], str]] = [
-    (401, "GatedRepo", False, SourceUnauthorized, "gated; reference a token"),
+    (
+        401,
+        "GatedRepo",
+        False,
+        SourceUnauthorized,
+        "org/repo: the repository is gated; a Model's source cannot change: delete the Model "
+        "and create it again with an authSecretRef whose Secret holds the token of an account "
+        "that accepted its conditions",
+    ),
     (403, "GatedRepo", True, SourceUnauthorized, "gated; the token's account"),
     (404, "RevisionNotFound", True, RevisionNotFound, "revision does not exist"),
     (404, "EntryNotFound", False, SourceNotFound, "file does not exist"),
     (401, "RepoNotFound", False, SourceUnauthorized, "does not exist or is private"),
     (404, "RepoNotFound", True, SourceNotFound, "or the token has no access"),
     (401, None, True, SourceUnauthorized, "refused the token (HTTP 401)"),
-    (403, None, False, SourceUnauthorized, "refused anonymous access (HTTP 403)"),
+    (
+        403,
+        None,
+        False,
+        SourceUnauthorized,
+        "org/repo: the Hub refused anonymous access (HTTP 403); a Model's source cannot change: "
+        "delete the Model and create it again with an authSecretRef whose Secret holds a token "
+        "that can read it",
+    ),
     (404, None, False, SourceNotFound, "does not exist"),
     (400, None, False, InvalidSource, "malformed"),
     (429, None, False, SourceUnavailable, "HTTP 429"),
