@@ -488,8 +488,8 @@ def test_source_bytes_that_do_not_match_the_advertised_sha256_are_invalid_weight
     got = "other content (the registry refused it)" if dest == "registry" else actual
     assert message == (
         f"model.safetensors: the content does not match its announced sha256 "
-        f"(sha256:{entry.sha256}, got {got}); the source served other bytes than it lists, "
-        "publish again or pin another revision"
+        f"(sha256:{entry.sha256}, got {got}); the source served other bytes than it lists; "
+        "publish again, or prepare another revision as a new Model"
     )
     # One retry (a corruption in transit would pass the second time), then the verdict.
     assert [r.range for r in _weight_downloads(hub.requests)] == [None, None]
@@ -617,7 +617,9 @@ def test_inspect_json_prints_the_status_shapes_and_reads_no_weight_data(
             None,
             "SourceUnauthorized",
             "test/does-not-exist: the Hub answered 401 to an anonymous request: the repository "
-            "does not exist or is private; check the URL, or reference a token in authSecretRef",
+            "does not exist or is private; a Model's source cannot change: delete the Model and "
+            "create it again with the right URL, or with an authSecretRef whose Secret holds a "
+            "token that can read it",
         ),
         (
             HUB_TOKEN,
