@@ -26,3 +26,14 @@ def crds(control_plane: ControlPlane) -> ControlPlane:
     )
     assert waited.returncode == 0, waited.stderr
     return control_plane
+
+
+@pytest.fixture
+def without_chart_webhook(crds: ControlPlane) -> ControlPlane:
+    """Removes the consumption webhook a chart install elsewhere in the session registered: it
+    points at a Service, which this ground cannot route to (no kube-proxy), so the API server
+    would refuse every object that names a model."""
+    crds.kubectl_run(
+        "delete", "mutatingwebhookconfiguration", "ai-models-webhook", "--ignore-not-found"
+    )
+    return crds

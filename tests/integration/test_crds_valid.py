@@ -24,6 +24,8 @@ def test_samples_cover_every_source_kind() -> None:
     assert [p.name for p in SAMPLES] == [
         "clustermodel-catalog.yaml",
         "clustermodel-huggingface.yaml",
+        "deployment-consuming-model.yaml",
+        "job-consuming-clustermodel.yaml",
         "model-catalog.yaml",
         "model-huggingface-private.yaml",
         "model-huggingface.yaml",
@@ -35,8 +37,9 @@ def test_samples_cover_every_source_kind() -> None:
 
 @pytest.mark.parametrize("sample", SAMPLES, ids=lambda p: p.name)
 def test_sample_passes_server_side_dry_run(
-    crds: ControlPlane, namespace: str, sample: Path
+    without_chart_webhook: ControlPlane, namespace: str, sample: Path
 ) -> None:
+    crds = without_chart_webhook
     result = crds.kubectl_run("apply", "--dry-run=server", "-n", namespace, "-f", str(sample))
     assert result.returncode == 0, result.stderr
     assert "(server dry run)" in result.stdout

@@ -165,13 +165,13 @@ class Ground:
 
 @pytest.fixture(scope="module")
 def ground(crds: ControlPlane) -> Iterator[Ground]:
+    crds.kubectl_run(
+        "delete", "mutatingwebhookconfiguration", "ai-models-webhook", "--ignore-not-found"
+    )  # the chart's, from another module: a Service this ground cannot reach (no kube-proxy)
     kube = KubeClient(load_api_client(str(crds.kubeconfig)))
     for namespace in (NS, SYSTEM):
         if kube.get(NAMESPACES, namespace) is None:
             kube.create(NAMESPACES, {"metadata": {"name": namespace}})
-    # Other modules install the chart on this shared control plane; its webhook points at a
-    # Service, which this ground cannot route to (no kube-proxy), and would refuse our pods.
-    kube.delete(MUTATING_WEBHOOKS, "ai-models-webhook")
     port = free_port()
     kube.create(MUTATING_WEBHOOKS, webhook_configuration(port))
     config = parse_config(
