@@ -93,6 +93,8 @@ class WorkerConfig(_Section):
     progress_interval_seconds: Annotated[float, Field(gt=0, le=60)] = 2.0
     transfer_concurrency: Annotated[int, Field(ge=1, le=32)] = 3
     """Files in flight per preparation."""
+    log_format: Literal["text", "json"] = "text"
+    """The worker's log lines (``AI_MODELS_LOG_FORMAT``): for people, or JSON."""
 
 
 class HuggingFaceConfig(_Section):

@@ -30,6 +30,7 @@ from controller.errors import (
 )
 from controller.jobs import JobRequest, build_job
 from controller.kube import JOBS, SECRETS, KubeClient, model_resource
+from controller.mountfrom import mount_candidates
 from controller.naming import ObjectKey
 from controller.status import ready_condition
 
@@ -60,7 +61,7 @@ def needs_slot(obj: JSON) -> bool:
         return False
     if st.get("phase") == "Pending" and ready_condition(obj).get("reason") in USER_BLOCKED_REASONS:
         return False
-    attempted = (meta.get("annotations") or {}).get(naming.ANNOTATION_RETRY_OF)
+    attempted = (meta.get("annotations") or {}).get(naming.ANNOTATION_RETRY_OF, "")
     return st.get("phase") != "Ready" and not (
         st.get("phase") == "Failed" and attempted == _retry(obj)
     )
@@ -188,9 +189,20 @@ class Dispatcher:
             naming.LABEL_OWNER_UID: obj["metadata"]["uid"],
         }
 
-    def record_attempt(self, key: ObjectKey, retry: str) -> JSON:
-        """Marks ``retry`` as attempted on the object; returns the object as updated."""
-        patch = {"metadata": {"annotations": {naming.ANNOTATION_RETRY_OF: retry}}}
+    def just_created(self, name: str) -> bool:
+        """Whether the Job ``name`` was created moments ago and the informer has not shown it
+        yet: a reconcile in that window must not start it again."""
+        with self._lock:
+            at = self._created.get(name)
+        return at is not None and time.monotonic() - at <= ADOPTION_WINDOW_SECONDS
+
+    def record_attempt(self, key: ObjectKey, obj: JSON, retry: str) -> JSON:
+        """Marks ``retry`` as attempted on the object; returns the object as updated. The empty
+        value is recorded as no annotation (and costs no write when there is none)."""
+        recorded = (obj["metadata"].get("annotations") or {}).get(naming.ANNOTATION_RETRY_OF)
+        if recorded == (retry or None):
+            return obj
+        patch = {"metadata": {"annotations": {naming.ANNOTATION_RETRY_OF: retry or None}}}
         return self._kube.merge_patch(
             model_resource(key.kind), key.name, patch, key.namespace or None
         )
@@ -219,9 +231,18 @@ class Dispatcher:
             ),
             token_secret=token_secret,
             owner_reference=self._owner_reference(key, obj),
+            mount_from=mount_candidates(
+                obj["spec"]["source"]["url"],
+                meta["uid"],
+                [
+                    *(("Model", m) for m in self._caches.models.items()),
+                    *(("ClusterModel", c) for c in self._caches.cluster_models.items()),
+                ],
+                self._config.registry.prefix,
+            ),
         )
         manifest = self._build(request, self._config)
-        obj = self.record_attempt(key, retry)
+        obj = self.record_attempt(key, obj, retry)
         if token_secret and token:
             self._write_token(key, obj, token_secret, token)
         try:

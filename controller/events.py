@@ -1,7 +1,8 @@
-"""Kubernetes Events on Models and ClusterModels: ``PreparationStarted``, ``Retrying``,
-``Published``, ``PreparationFailed``, ``Deleted``. Best effort: a failed Event never fails a
-reconcile. Messages come from the controller and the worker's termination message, which never
-carries credentials."""
+"""Kubernetes Events on Models and ClusterModels: ``PreparationStarted`` (names the Job),
+``Retrying`` and ``PreparationFailed`` (with the worker's last log lines), ``Published``,
+``AuthSecretNotFound``/``AuthSecretInvalid``/``AuthSecretForbidden`` (once per cause), ``Deleted``.
+Best effort: a failed Event never fails a reconcile. Messages come from the controller and the
+worker's termination message, which never carries credentials (and is redacted anyway)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,9 @@ from controller.kube import EVENTS, KubeClient
 log = structlog.get_logger("events")
 COMPONENT = "ai-models-controller"
 CLUSTER_EVENTS_NAMESPACE = "default"
+# core/v1 Events (firstTimestamp, no eventTime) have no message limit of their own; this one
+# fits a failure message plus the worker's last log lines (api.logtail: 2 KiB at most).
+MAX_MESSAGE = 4096
 
 
 class EventRecorder:
@@ -37,7 +41,7 @@ class EventRecorder:
             },
             "type": event_type,
             "reason": reason,
-            "message": message[:1024],
+            "message": message[:MAX_MESSAGE],
             "source": {"component": COMPONENT},
             "reportingComponent": COMPONENT,
             "firstTimestamp": now,

@@ -79,26 +79,29 @@ class Finalizer:
         secrets, _ = self._kube.list(SECRETS, system, f"{naming.LABEL_OWNER_UID}={uid}")
         for secret in secrets:
             self._kube.delete(SECRETS, secret["metadata"]["name"], system)
-        self._delete_artifact(key, obj, write)
+        removed = self._delete_artifact(key, obj, write)
         self._release(key, obj)
-        self._events.emit(obj, "Normal", "Deleted", "preparation Job, Secrets and artifact removed")
+        what = f"artifact {', '.join(removed)} removed" if removed else "no artifact to remove"
+        self._events.emit(obj, "Normal", "Deleted", f"preparation Job and Secrets removed; {what}")
         return None
 
-    def _delete_artifact(self, key: ObjectKey, obj: JSON, write: StatusWriter) -> None:
+    def _delete_artifact(self, key: ObjectKey, obj: JSON, write: StatusWriter) -> list[str]:
+        """Deletes the artifact's manifest; returns the digests deleted."""
         if self._registry is None:
-            return
+            return []
         uid = obj["metadata"]["uid"]
         repository = naming.repository(self._config.registry.prefix, key, uid)
         digest = ((obj.get("status") or {}).get("artifact") or {}).get("digest")
         try:
             tagged = self._registry.resolve(repository, uid)
-            for target in sorted({d for d in (digest, tagged) if d}):
-                self._registry.delete(repository, target)
+            targets = sorted({d for d in (digest, tagged) if d})
+            removed = [t for t in targets if self._registry.delete(repository, t)]
         except RegistryError as error:
             message = f"waiting for the registry to delete the artifact: {error}"
             with contextlib.suppress(KubeError):  # the registry's error is the one to retry on
                 self._deleting(key, obj, write, message)
             raise
+        return removed
 
     def _release(self, key: ObjectKey, obj: JSON) -> None:
         meta = obj["metadata"]

@@ -104,6 +104,7 @@ def _env(request: JobRequest, config: Config) -> list[dict[str, Any]]:
             "name": "AI_MODELS_TRANSFER_CONCURRENCY",
             "value": str(config.worker.transfer_concurrency),
         },
+        {"name": "AI_MODELS_LOG_FORMAT", "value": config.worker.log_format},
     ]
     if request.mount_from:
         env.append({"name": "AI_MODELS_MOUNT_FROM", "value": ",".join(request.mount_from)})

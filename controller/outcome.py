@@ -3,6 +3,13 @@
 Pure: the Job and pod dicts (from the informer caches) in, an ``Outcome`` out. The real Job
 controller has already applied ``backoffLimit`` and ``podFailurePolicy``; this module only
 reads its verdict and the worker's own words (termination message, result annotation).
+
+Between a pod's end and the Job's verdict (a fraction of a second, or the Job's backoff before
+the next attempt) the pods alone say what comes next: ``Settling`` when the verdict is a matter
+of moments (the pod succeeded, failed permanently or used the last attempt) — the status stays
+as it is, so it never steps back to "starting" right before Ready or Failed — and ``Running``
+with ``retry_in`` during the backoff before the next attempt. Attempts are counted the way the
+Job controller counts them: failed pods (a disrupted pod is no attempt), backoffLimit + 1 in all.
 """
 
 from __future__ import annotations
@@ -21,16 +28,30 @@ from controller.workerpod import (
 )
 
 JSON = dict[str, Any]
+PERMANENT_EXIT_CODE = 2  # the worker's permanent failure; the Job's podFailurePolicy fails the Job
+
+
+# The Job controller's pod failure backoff (pkg/controller/job: DefaultJobPodFailureBackOff,
+# MaxJobPodFailureBackOff): 10 s after the first failure, doubling, at most 10 minutes.
+JOB_BACKOFF_SECONDS = 10
+JOB_BACKOFF_MAX_SECONDS = 600
 
 
 @dataclass(frozen=True)
 class Running:
     progress: Progress | None
     attempt: int
-    """1-based number of the pod attempt now running (failed pods + 1)."""
+    """1-based number of the attempt running, or next to run when ``retry_in`` is set."""
     attempts: int
     """backoffLimit + 1."""
     last_failure: Termination | None
+    retry_in: int | None = None
+    """Seconds of the Job's backoff before ``attempt`` starts; ``None`` while a pod runs."""
+
+
+@dataclass(frozen=True)
+class Settling:
+    """The latest pod has ended and the Job's verdict follows at once: keep the status."""
 
 
 @dataclass(frozen=True)
@@ -42,9 +63,11 @@ class Succeeded:
 class Failed:
     reason: str
     message: str
+    log: tuple[str, ...] = ()
+    """The failing attempt's last log lines (from its termination message)."""
 
 
-Outcome = Running | Succeeded | Failed
+Outcome = Running | Settling | Succeeded | Failed
 
 
 def _true_conditions(job: JSON) -> dict[str, JSON]:
@@ -63,6 +86,35 @@ def _last_failure(pods: list[JSON]) -> Termination | None:
     return failures[-1] if failures else None
 
 
+def _disrupted(pod: JSON) -> bool:
+    conditions = pod.get("status", {}).get("conditions") or []
+    return any(
+        c.get("type") == "DisruptionTarget" and c.get("status") == "True" for c in conditions
+    )
+
+
+def failed_attempts(job: JSON, pods: list[JSON]) -> int:
+    """Failed attempts as the Job controller counts them: ``status.failed`` plus the failures
+    it has seen but not yet counted, or the failed pods at hand when those are more (the pod
+    informer can be ahead of the Job's status)."""
+    st = job.get("status", {})
+    uncounted = (st.get("uncountedTerminatedPods") or {}).get("failed") or []
+    failed_pods = [
+        p for p in pods if p.get("status", {}).get("phase") == "Failed" and not _disrupted(p)
+    ]
+    return max(int(st.get("failed", 0)) + len(uncounted), len(failed_pods))
+
+
+def attempts_of(job: JSON) -> int:
+    return int(job.get("spec", {}).get("backoffLimit", 6)) + 1
+
+
+def backoff_seconds(failures: int) -> int:
+    """The Job controller's wait before the attempt after ``failures`` consecutive failures."""
+    doublings = min(max(failures - 1, 0), 10)  # 10 s * 2**6 is past the cap already
+    return min(JOB_BACKOFF_SECONDS << doublings, JOB_BACKOFF_MAX_SECONDS)
+
+
 def _succeeded(pods: list[JSON]) -> Outcome:
     done = [p for p in _by_creation(pods) if p.get("status", {}).get("phase") == "Succeeded"]
     if not done:
@@ -77,11 +129,12 @@ def _failed(job: JSON, condition: JSON, pods: list[JSON]) -> Failed:
     reason = condition.get("reason", "")
     last = _last_failure(pods)
     if reason == "PodFailurePolicy" and last is not None:
-        return Failed(last.reason, last.message)
-    attempts = int(job.get("status", {}).get("failed", 0))
+        return Failed(last.reason, last.message, last.log)
     if reason == "BackoffLimitExceeded":
+        # The Job gives up when the failures exceed backoffLimit: after exactly its attempts.
         detail = f"; last error: {last.reason}: {last.message}" if last else ""
-        return Failed("PreparationFailed", f"gave up after {attempts} attempts{detail}")
+        message = f"gave up after {attempts_of(job)} attempts{detail}"
+        return Failed("PreparationFailed", message, last.log if last else ())
     if reason == "DeadlineExceeded":
         limit = job.get("spec", {}).get("activeDeadlineSeconds")
         return Failed(
@@ -100,12 +153,21 @@ def job_outcome(job: JSON, pods: list[JSON]) -> Outcome:
     for kind in ("Failed", "FailureTarget"):
         if kind in conditions:
             return _failed(job, conditions[kind], pods)
-    failed = int(job.get("status", {}).get("failed", 0))
-    live = [
-        p
-        for p in _by_creation(pods)
-        if p.get("status", {}).get("phase") in (None, "Pending", "Running")
-    ]
-    progress = parse_progress(live[-1]) if live else None
-    backoff = int(job.get("spec", {}).get("backoffLimit", 6))
-    return Running(progress, failed + 1, backoff + 1, _last_failure(pods))
+    return _between_verdicts(job, pods)
+
+
+def _between_verdicts(job: JSON, pods: list[JSON]) -> Outcome:
+    failures, attempts = failed_attempts(job, pods), attempts_of(job)
+    last_failure = _last_failure(pods)
+    ordered = _by_creation(pods)
+    latest = ordered[-1] if ordered else None
+    phase = (latest or {}).get("status", {}).get("phase")
+    if latest is None or phase in (None, "Pending", "Running"):
+        progress = parse_progress(latest) if latest is not None else None
+        return Running(progress, failures + 1, attempts, last_failure)
+    if phase == "Succeeded" or _disrupted(latest):
+        return Settling()  # Complete follows; a disrupted pod is replaced at once
+    ended = parse_termination(latest)
+    if (ended is not None and ended.exit_code == PERMANENT_EXIT_CODE) or failures >= attempts:
+        return Settling()  # podFailurePolicy or backoffLimit fails the Job now
+    return Running(None, failures + 1, attempts, last_failure, backoff_seconds(failures))

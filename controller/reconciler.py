@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import random
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,11 +27,15 @@ from controller.finalizer import Finalizer
 from controller.informer import Informer
 from controller.kube import KubeClient, model_resource
 from controller.naming import ObjectKey
-from controller.outcome import Failed, Running, Succeeded, job_outcome
+from controller.outcome import Failed, Running, Settling, Succeeded, job_outcome
 
 JSON = dict[str, Any]
 log = structlog.get_logger("reconciler")
 UNSUPPORTED_SOURCES = ("upload", "catalog")
+# A Secret the Model names is read with `get` only (no list/watch of Secrets: docs/security.md),
+# so a missing one is rechecked: soon at first, then less often; any change to the Model
+# rechecks at once.
+BLOCKED_RECHECK_FIRST_SECONDS = 2.0
 BLOCKED_RECHECK_SECONDS = 30.0
 MAX_MESSAGE = 1024  # of a render failure's detail in the condition message
 QUEUED_RECHECK_SECONDS = 300.0  # slots freeing wake queued objects at once (manager)
@@ -73,6 +78,7 @@ class Reconciler:
         events: EventRecorder,
         clock: Callable[[], str] = now_rfc3339,
         on_published: Callable[[int], None] = lambda size: None,
+        jitter: Callable[[], float] = random.random,
     ) -> None:
         self._kube = kube
         self._caches = caches
@@ -82,11 +88,15 @@ class Reconciler:
         self._events = events
         self._now = clock
         self._on_published = on_published
+        self._jitter = jitter
         self._slots = threading.Lock()
+        self._rechecks: dict[ObjectKey, int] = {}
+        """Rechecks in a row of an object blocked on its auth Secret (for the backoff)."""
 
     def reconcile(self, key: ObjectKey) -> float | None:
         obj = self._caches.object(key)
         if obj is None:
+            self._rechecks.pop(key, None)
             return None  # deleted: nothing to do
         meta = obj["metadata"]
         if meta.get("deletionTimestamp"):
@@ -104,12 +114,17 @@ class Reconciler:
             return None
         old = obj.get("status") or {}
         retry = (meta.get("annotations") or {}).get(naming.RETRY_ANNOTATION, "")
-        attempted = (meta.get("annotations") or {}).get(naming.ANNOTATION_RETRY_OF)
+        # The empty retry value is recorded as no annotation at all.
+        attempted = (meta.get("annotations") or {}).get(naming.ANNOTATION_RETRY_OF, "")
         if old.get("phase") == "Ready" or (old.get("phase") == "Failed" and attempted == retry):
             return None
-        job = self._caches.job(self._config.system_namespace, naming.job_name(meta["uid"], retry))
+        name = naming.job_name(meta["uid"], retry)
+        job = self._caches.job(self._config.system_namespace, name)
         if job is None:
+            if self._dispatch.just_created(name):
+                return None  # the Job informer's event brings it back
             return self._start(key, obj, retry)
+        self._rechecks.pop(key, None)
         return self._mirror(key, obj, job)
 
     # ---- act helpers --------------------------------------------------------------------------
@@ -156,24 +171,42 @@ class Reconciler:
             try:
                 obj = self._dispatch.create_job(key, obj, retry)
             except PreparationBlocked as blocked:
-                self._write(key, obj, status.blocked, blocked.reason, str(blocked))
-                return BLOCKED_RECHECK_SECONDS
+                return self._blocked(key, obj, blocked)
             except JobRenderFailed as failure:
                 self._render_failed(key, obj, retry, failure)
                 return None
+        self._rechecks.pop(key, None)
+        job = f"{self._config.system_namespace}/{naming.job_name(obj['metadata']['uid'], retry)}"
         url = obj["spec"]["source"].get("url")
-        self._events.emit(obj, "Normal", "PreparationStarted", f"preparing {url}")
+        self._events.emit(obj, "Normal", "PreparationStarted", f"preparing {url} in Job {job}")
         # On a conflict a newer version of the object is coming; its reconcile writes the status.
         with contextlib.suppress(Conflict):
-            self._write(key, obj, status.publishing, None, None)
+            self._write(key, obj, status.publishing, None, None, "Publishing", job)
         return None
+
+    def _blocked(self, key: ObjectKey, obj: JSON, blocked: PreparationBlocked) -> float:
+        """Waits for the user (a Secret to create or fix): an Event when the cause changes, a
+        recheck after 2 s, doubling up to 30 s, each ±20 %."""
+        before = status.ready_condition(obj)
+        message = str(blocked)
+        if self._write(key, obj, status.blocked, blocked.reason, message) and (
+            before.get("reason"),
+            before.get("message"),
+        ) != (blocked.reason, message):
+            self._events.emit(obj, "Warning", blocked.reason, message)
+        checks = self._rechecks.get(key, 0)
+        self._rechecks[key] = checks + 1
+        delay = min(
+            BLOCKED_RECHECK_FIRST_SECONDS * float(1 << min(checks, 8)), BLOCKED_RECHECK_SECONDS
+        )
+        return round(delay * (0.8 + 0.4 * self._jitter()), 3)
 
     def _render_failed(
         self, key: ObjectKey, obj: JSON, retry: str, failure: JobRenderFailed
     ) -> None:
         """Terminal for this attempt: the same retry value would render the same Job."""
         log.error("preparation Job not rendered", key=str(key), error=str(failure))
-        obj = self._dispatch.record_attempt(key, retry)
+        obj = self._dispatch.record_attempt(key, obj, retry)
         message = (
             f"the preparation Job could not be created: {failure}"[:MAX_MESSAGE]
             + f"; set a new {naming.RETRY_ANNOTATION} annotation value to try again"
@@ -184,21 +217,13 @@ class Reconciler:
     # ---- mirror: the Job's progress and verdict --------------------------------------------------
 
     def _mirror(self, key: ObjectKey, obj: JSON, job: JSON) -> float | None:
-        outcome = job_outcome(job, self._caches.pods_of(job["metadata"]["name"]))
+        name = job["metadata"]["name"]
+        where = f"{self._config.system_namespace}/{name}"
+        outcome = job_outcome(job, self._caches.pods_of(name))
+        if isinstance(outcome, Settling):
+            return None  # the Job's verdict is a moment away: the status does not step back
         if isinstance(outcome, Running):
-            note, reason = None, "Publishing"
-            if outcome.attempt > 1 and outcome.last_failure is not None:
-                last = outcome.last_failure
-                attempt = f"attempt {outcome.attempt}/{outcome.attempts}"
-                note = f"retrying ({attempt}): {last.reason}: {last.message}"
-                reason = last.reason
-            old_message = str(status.ready_condition(obj).get("message", ""))
-            if (
-                self._write(key, obj, status.publishing, outcome.progress, note, reason)
-                and note
-                and note not in old_message
-            ):
-                self._events.emit(obj, "Warning", "Retrying", note)
+            self._running(key, obj, outcome, where)
         elif isinstance(outcome, Succeeded):
             if self._write(key, obj, status.ready, outcome.result):
                 artifact = outcome.result.artifact
@@ -207,7 +232,19 @@ class Reconciler:
         elif isinstance(outcome, Failed) and self._write(
             key, obj, status.failed, outcome.reason, outcome.message
         ):
-            self._events.emit(
-                obj, "Warning", "PreparationFailed", f"{outcome.reason}: {outcome.message}"
-            )
+            message = status.with_log(f"{outcome.reason}: {outcome.message}", where, outcome.log)
+            self._events.emit(obj, "Warning", "PreparationFailed", message)
         return None
+
+    def _running(self, key: ObjectKey, obj: JSON, outcome: Running, job: str) -> None:
+        last = outcome.last_failure
+        note = status.retry_note(outcome.attempt, outcome.attempts, last, outcome.retry_in)
+        reason = last.reason if note and last else "Publishing"
+        old_message = str(status.ready_condition(obj).get("message", ""))
+        waiting = outcome.retry_in is not None
+        written = self._write(
+            key, obj, status.publishing, outcome.progress, note, reason, job, waiting
+        )
+        counted = f"(attempt {outcome.attempt} of {outcome.attempts})"
+        if written and note and last and counted not in old_message:
+            self._events.emit(obj, "Warning", "Retrying", status.with_log(note, job, last.log))

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from controller import humanize
-from controller.workerpod import Progress, WorkerResult
+from controller.workerpod import Progress, Termination, WorkerResult
 
 JSON = dict[str, Any]
 READY, ARTIFACT, METADATA = "Ready", "ArtifactResolved", "MetadataResolved"
@@ -96,13 +96,33 @@ def progress_message(progress: Progress | None) -> str:
         parts = [
             f"{humanize.size(done)} of {humanize.size(progress.bytes_total)} ({progress.percent}%)"
         ]
-        if progress.bytes_per_second:
+        if progress.bytes_per_second and done < progress.bytes_total:  # no rate once all is sent
             parts.append(f"{humanize.size(progress.bytes_per_second)}/s")
             left = max(progress.bytes_total - done, 0) / progress.bytes_per_second
             parts.append(f"ETA {humanize.duration(left)}")
         where = f" {progress.file}" if progress.file else ""
         return f"{stage}{where}: " + ", ".join(parts)
-    return f"{stage} ({progress.percent}%)"
+    return f"{stage} ({progress.percent}%)" if progress.percent else stage
+
+
+def retry_note(
+    attempt: int, attempts: int, last: Termination | None, retry_in: int | None = None
+) -> str | None:
+    """What the attempts so far came to: ``None`` on the first attempt; during the Job's backoff
+    ``retrying in 20s (attempt 3 of 4): <last error>``; while a retry runs
+    ``retrying (attempt 3 of 4): <last error>``. The same count as ``gave up after 4 attempts``."""
+    if attempt <= 1 or last is None:
+        return None
+    when = f" in {humanize.duration(retry_in)}" if retry_in is not None else ""
+    return f"retrying{when} (attempt {attempt} of {attempts}): {last.reason}: {last.message}"
+
+
+def with_log(message: str, job: str | None, lines: tuple[str, ...]) -> str:
+    """An Event's message: ``message``, then the Job and the worker's last log lines."""
+    if not lines:
+        return f"{message} (Job {job})" if job else message
+    where = f" of Job {job}" if job else ""
+    return f"{message}\nlast worker log lines{where}:\n" + "\n".join(lines)
 
 
 def publishing(
@@ -112,10 +132,16 @@ def publishing(
     progress: Progress | None,
     retry_note: str | None,
     reason: str = "Publishing",
+    job: str | None = None,
+    waiting: bool = False,
 ) -> JSON:
+    """Phase Publishing. ``waiting``: the Job's backoff before the next attempt, when no pod
+    runs; the message is the retry note alone."""
     message = progress_message(progress)
     if retry_note:
-        message = f"{retry_note}; {message}"
+        message = retry_note if waiting else f"{retry_note}; {message}"
+    if job:
+        message = f"{message} (Job {job})"
     percent = f"{min(progress.percent, 99)}%" if progress else None
     conds = [
         Cond(READY, "False", reason, message),

@@ -12,6 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from api import logtail
 from api.model import ArtifactStatus, ResolvedMetadata, SourceStatus
 from controller.naming import ANNOTATION_PROGRESS, ANNOTATION_PROGRESS_DETAIL, ANNOTATION_RESULT
 
@@ -35,6 +36,8 @@ class Termination:
     exit_code: int
     reason: str
     message: str
+    log: tuple[str, ...] = ()
+    """The worker's last log lines (``api.logtail``: redacted, bounded)."""
 
 
 class WorkerResult(BaseModel):
@@ -121,10 +124,13 @@ def parse_termination(pod: dict[str, Any]) -> Termination | None:
         data = json.loads(message) if message.startswith("{") else None
     except ValueError:
         data = None
+    lines: list[str] = []
     if isinstance(data, dict):
         if isinstance(data.get("reason"), str) and REASON.match(data["reason"]):
             reason = data["reason"]
         message = str(data.get("message", ""))
+        if isinstance(data.get("log"), list):
+            lines = logtail.bounded(data["log"])
     if not message:
         message = f"the worker exited with code {code} ({terminated.get('reason', 'Error')})"
-    return Termination(code, reason, message[:MAX_MESSAGE])
+    return Termination(code, reason, logtail.redact(message)[:MAX_MESSAGE], tuple(lines))

@@ -17,7 +17,8 @@ Success prints one JSON line on stdout (for ``prepare``: ``{artifact, resolved, 
 exact shapes of the status fields; ``inspect --json``: ``{resolved, source, files, notes}``) and
 exits 0. Failure prints one JSON line ``{"reason", "message"}`` on stderr, writes it to the
 termination log in a pod, and exits 2 when permanent (fix the source) or 1 when transient
-(retry). Logs go to stderr: JSON in a pod, readable lines on a terminal.
+(retry). Logs go to stderr: a line per event for people (time, level, message, key=value),
+JSON lines with ``AI_MODELS_LOG_FORMAT=json`` (``worker/logs.py``).
 
 Environment (set by the controller's Job; all optional on a laptop):
 ``POD_NAME``/``POD_NAMESPACE`` (report progress and the result on this pod), ``HF_ENDPOINT``,
@@ -25,15 +26,15 @@ Environment (set by the controller's Job; all optional on a laptop):
 ``DOCKER_CONFIG`` (directory with ``config.json``: registry credentials),
 ``AI_MODELS_REGISTRY_CA``, ``AI_MODELS_REGISTRY_INSECURE``, ``AI_MODELS_REGISTRY_ATTEMPTS``,
 ``AI_MODELS_WORKSPACE``, ``AI_MODELS_PROGRESS_INTERVAL``, ``AI_MODELS_TRANSFER_CONCURRENCY``,
-``AI_MODELS_TERMINATION_LOG``; ``materialize-pod``: ``AI_MODELS_DELIVERY_CA`` (CA file of an
-HTTPS delivery endpoint), ``POD_NAMESPACE`` (else the token's namespace claim).
+``AI_MODELS_TERMINATION_LOG``, ``AI_MODELS_LOG_FORMAT`` (``text``, the default, or ``json``);
+``materialize-pod``: ``AI_MODELS_DELIVERY_CA`` (CA file of an HTTPS delivery endpoint),
+``POD_NAMESPACE`` (else the token's namespace claim).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import sys
 from pathlib import Path
@@ -41,6 +42,7 @@ from typing import Any
 
 import structlog
 
+from worker import logs
 from worker.errors import (
     TRANSIENT_EXIT_CODE,
     InsufficientStorage,
@@ -57,20 +59,7 @@ TERMINATION_LOG = "/dev/termination-log"
 
 
 def configure_logging() -> None:
-    tty = sys.stderr.isatty()
-    renderer: Any = (
-        structlog.dev.ConsoleRenderer(colors=False) if tty else structlog.processors.JSONRenderer()
-    )
-    structlog.configure(
-        processors=[
-            structlog.processors.add_log_level,
-            structlog.processors.format_exc_info,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            renderer,
-        ],
-        wrapper_class=structlog.make_filtering_bound_logger(logging.INFO),
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
-    )
+    logs.configure()  # text lines for people, or JSON (AI_MODELS_LOG_FORMAT): worker/logs.py
 
 
 def write_termination(payload: dict[str, str]) -> None:
@@ -82,7 +71,7 @@ def write_termination(payload: dict[str, str]) -> None:
     path = Path(configured or TERMINATION_LOG)
     try:
         with path.open("w") as handle:
-            handle.write(json.dumps(payload, ensure_ascii=True))
+            handle.write(json.dumps(logs.with_tail(payload), ensure_ascii=True))
     except OSError:
         pass  # not in a pod (or not writable): stdout carries the same JSON
 
@@ -90,6 +79,7 @@ def write_termination(payload: dict[str, str]) -> None:
 def emit(payload: dict[str, Any]) -> None:
     sys.stdout.write(json.dumps(payload, sort_keys=True) + "\n")
     sys.stdout.flush()
+    logs.result(payload)
 
 
 class InvalidDestination(PermanentError):  # noqa: N818 - named after its reason

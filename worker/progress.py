@@ -6,7 +6,9 @@ files in flight, derives a rate (over a sliding window) and an ETA, and reports:
 - in a pod: ``ai.deckhouse.io/progress`` (integer percent) and
   ``ai.deckhouse.io/progress-detail`` (``{stage, bytesDone, bytesTotal, bytesPerSecond, file}``)
   on its own pod, at most once per interval plus once per stage change (DESIGN.md §4);
-- always: a structlog line per report, so ``kubectl logs`` reads like a progress log;
+- always: a log line per report, so ``kubectl logs`` reads like a progress log
+  (``transfer model.safetensors 37% 32.1/87.3 MiB 8.1 MiB/s ETA 7s``; the JSON format keeps the
+  figures under ``progress``);
 - on a TTY without a pod: a one-line bar on stderr instead of the log lines.
 """
 
@@ -32,6 +34,28 @@ log = structlog.get_logger("progress")
 
 def _mib(n: float) -> str:
     return f"{n / (1 << 20):.1f} MiB"
+
+
+def _eta(seconds: int) -> str:
+    minutes, secs = divmod(max(seconds, 0), 60)
+    hours, minutes = divmod(minutes, 60)
+    if hours:
+        return f"{hours}h{minutes:02d}m"
+    return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
+
+
+def progress_line(detail: dict[str, object], percent: int) -> str:
+    """``transfer model.safetensors 37% 32.1/87.3 MiB 8.1 MiB/s ETA 7s``; a stage without bytes
+    to count (``inspecting``) is its name alone, a stage without a file names none."""
+    done, total, rate = detail["bytesDone"], detail["bytesTotal"], detail["bytesPerSecond"]
+    parts = [str(detail["stage"])]
+    if detail.get("file"):
+        parts.append(str(detail["file"]))
+    if isinstance(total, int) and total > 0 and isinstance(done, int):
+        parts.append(f"{percent}% {done / (1 << 20):.1f}/{_mib(total)}")
+        if isinstance(rate, int) and rate > 0 and done < total:
+            parts.append(f"{_mib(rate)}/s ETA {_eta(round((total - done) / rate))}")
+    return " ".join(parts)
 
 
 class ProgressReporter:
@@ -68,6 +92,8 @@ class ProgressReporter:
         with self._lock:
             changed = name != self._stage
             self._stage = name
+            if changed:
+                self._file = None  # the config and manifest stages belong to no file
         if changed:
             self.report(force=True)
 
@@ -154,12 +180,14 @@ class ProgressReporter:
             self._tty.flush()
             return
         log.info(
-            "progress",
-            stage=detail["stage"],
-            file=detail["file"],
-            percent=percent,
-            done=_mib(done),
-            total=_mib(total),
-            rate=f"{_mib(rate)}/s" if isinstance(rate, int) else None,
-            eta_seconds=eta,
+            progress_line(detail, percent),
+            progress={
+                "stage": detail["stage"],
+                "file": detail["file"],
+                "percent": percent,
+                "bytesDone": done,
+                "bytesTotal": total,
+                "bytesPerSecond": rate,
+                "etaSeconds": eta,
+            },
         )

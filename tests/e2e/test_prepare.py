@@ -87,7 +87,14 @@ def test_hugging_face_model_goes_ready_with_what_is_in_the_registry(
     assert [j["metadata"]["name"] for j in jobs] == [f"prepare-{uid}"]
     pod = owned(control_plane, "pods", uid)[0]["metadata"]["name"]
     log = node.logs(SYSTEM, pod)
-    assert '"event": "published"' in log
+    # The worker's log is for people by default: time, level, message, key=value.
+    assert re.search(
+        r"^\S+Z info  published reference=\S+ digest=sha256:[0-9a-f]{64} size=\d+$", log, re.M
+    ), log
+    assert re.search(r"^\S+Z info  transfer( \S+)? \d+% [\d.]+/[\d.]+ MiB", log, re.M), log
+    assert re.search(
+        r"^\S+Z info  result on stdout digest=sha256:[0-9a-f]{64} size=\d+$", log, re.M
+    ), log
     events = get_json(
         control_plane, "events", "-n", ns, "--field-selector", f"involvedObject.uid={uid}"
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -64,9 +65,11 @@ def test_registry_stopped_mid_preparation_is_retried_then_ready(
 
         def retrying() -> str:
             message = ready_condition(get_model(control_plane, "minilm", ns)).get("message", "")
-            return (
-                message if message.startswith("retrying (attempt 2/3): RegistryUnavailable") else ""
+            # During the Job's backoff "retrying in 10s (…)", then "retrying (…)" while it runs.
+            counted = re.match(
+                r"retrying( in 10s)? \(attempt 2 of 3\): RegistryUnavailable", message
             )
+            return message if counted else ""
 
         message = wait_for(retrying, 150)
         obj = get_model(control_plane, "minilm", ns)

@@ -142,7 +142,7 @@ def _hub_error(response: httpx2.Response, subject: str, authenticated: bool) -> 
         )
     if status == 400:
         return InvalidSource(f"{subject}: the Hub rejected the request as malformed{detail}")
-    return SourceUnavailable(f"{subject}: the Hub answered HTTP {status}{detail}; retrying")
+    return SourceUnavailable(f"{subject}: the Hub answered HTTP {status}{detail}")
 
 
 @contextlib.contextmanager

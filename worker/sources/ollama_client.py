@@ -85,7 +85,7 @@ def _registry_error(response: requests.Response, subject: str) -> WorkerError:
         )
     if status == 400 or codes & {"NAME_INVALID", "TAG_INVALID", "DIGEST_INVALID"}:
         return InvalidSource(f"{subject}: the registry rejected the reference as invalid")
-    return SourceUnavailable(f"{subject}: the registry answered HTTP {status}; retrying")
+    return SourceUnavailable(f"{subject}: the registry answered HTTP {status}")
 
 
 @contextlib.contextmanager

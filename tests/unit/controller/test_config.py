@@ -16,6 +16,7 @@ def test_defaults() -> None:
     assert config.worker.max_concurrent == 2
     assert config.worker.workspace.empty_dir is not None
     assert config.registry.insecure is False
+    assert config.worker.log_format == "text"
 
 
 @pytest.mark.parametrize(
@@ -30,6 +31,7 @@ def test_defaults() -> None:
             "worker.nodeSelector: Input should be a valid dictionary",
         ),
         ({"registry": {"hots": "x"}}, "registry.hots: Extra inputs are not permitted"),
+        ({"worker": {"logFormat": "yaml"}}, "worker.logFormat: Input should be 'text' or 'json'"),
         ({"registry": {"prefix": "/abs"}}, "registry.prefix: Value error, must be a relative path"),
         ({"systemNamespace": "Bad_NS"}, "systemNamespace: String should match pattern"),
         (

@@ -152,7 +152,10 @@ def ground(
     events = EventRecorder(fake)
     dispatcher = Dispatcher(fake, caches, config, build)
     finalizer = Finalizer(fake, caches, config, None, events, lambda: NOW)
-    return kube, Reconciler(fake, caches, config, dispatcher, finalizer, events, lambda: NOW)
+    reconciler = Reconciler(
+        fake, caches, config, dispatcher, finalizer, events, lambda: NOW, jitter=lambda: 0.5
+    )
+    return kube, reconciler
 
 
 KEY = ObjectKey("Model", "team-a", "private-model")
@@ -193,7 +196,8 @@ def test_a_job_that_cannot_be_rendered_fails_the_attempt_and_leaves_no_secret() 
         "the preparation Job could not be created: preparation-job.yaml.j2: ReaderError: "
         "unacceptable character; set a new ai.deckhouse.io/retry annotation value to try again"
     )
-    assert obj["metadata"]["annotations"][naming.ANNOTATION_RETRY_OF] == ""
+    # The empty retry value is recorded as no annotation: no empty `retry-value:` on objects.
+    assert naming.ANNOTATION_RETRY_OF not in obj["metadata"].get("annotations", {})
     [event] = kube.of(EVENTS)
     assert (event["type"], event["reason"]) == ("Warning", "PreparationFailed")
     # Terminal for this retry value: reconciling again creates nothing and writes nothing.
@@ -230,7 +234,8 @@ def test_a_transient_job_create_failure_keeps_the_secret_for_the_retry() -> None
 def test_a_secret_the_controller_may_not_read_blocks_with_a_reason() -> None:
     kube, reconciler = ground("https://huggingface.co/org/repo")
     kube.forbidden.add(("secrets", "team-a"))
-    assert reconciler.reconcile(KEY) == 30.0
+    # Rechecked soon, then less often (a jitter of ±20 %, here its middle): no Secret watch.
+    assert [reconciler.reconcile(KEY) for _ in range(6)] == [2.0, 4.0, 8.0, 16.0, 30.0, 30.0]
     assert kube.of(JOBS) == []
     assert kube.of(SECRETS, SYSTEM) == []
     obj = kube.objects[("models", "team-a", "private-model")]
@@ -240,3 +245,7 @@ def test_a_secret_the_controller_may_not_read_blocks_with_a_reason() -> None:
         "the controller may not read Secret team-a/hf-token named by spec.source.authSecretRef; "
         "namespace team-a is not in the chart's controller.authSecretNamespaces"
     )
+    # One Event for the cause, not one per recheck.
+    [event] = kube.of(EVENTS)
+    assert (event["type"], event["reason"]) == ("Warning", "AuthSecretForbidden")
+    assert event["message"] == ready(kube)["message"]

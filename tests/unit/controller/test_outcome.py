@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from controller.outcome import Failed, Running, Succeeded, job_outcome
+from controller.outcome import Failed, Running, Settling, Succeeded, job_outcome
 from controller.workerpod import InvalidResult, parse_progress, parse_result, parse_termination
 
 RESULT = {
@@ -212,3 +212,99 @@ def test_progress_ignores_garbage() -> None:
 def test_oversized_result_is_refused() -> None:
     with pytest.raises(InvalidResult, match="over 65536"):
         parse_result(pod("p1", "Succeeded", annotations={"ai.deckhouse.io/result": "x" * 70000}))
+
+
+# ---- between a pod's end and the Job's verdict -----------------------------------------------
+
+PROGRESS = {
+    "ai.deckhouse.io/progress": "100",
+    "ai.deckhouse.io/progress-detail": json.dumps({"stage": "manifest"}),
+}
+
+
+def test_a_succeeded_pod_before_the_jobs_verdict_keeps_the_status() -> None:
+    # The Job controller adds Complete a moment after the pod succeeds; in between the outcome
+    # used to be "running, no progress", and the status stepped back to "starting".
+    done = pod(
+        "p1", "Succeeded", exit_code=0, annotations={**PROGRESS, "ai.deckhouse.io/result": "{}"}
+    )
+    assert job_outcome(job(), [done]) == Settling()
+
+
+def test_a_permanent_failure_before_the_jobs_verdict_keeps_the_status() -> None:
+    ended = pod("p1", "Failed", exit_code=2, message=termination("SourceNotFound", "no repo"))
+    assert job_outcome(job(failed=1), [ended]) == Settling()
+
+
+def test_the_last_attempt_failed_before_the_jobs_verdict_keeps_the_status() -> None:
+    pods = [
+        pod(f"p{i}", "Failed", exit_code=1, message=termination("SourceUnavailable", f"#{i}"))
+        for i in range(1, 5)
+    ]
+    # status.failed lags: the fourth failure is still uncounted.
+    lagging = job(failed=3)
+    lagging["status"]["uncountedTerminatedPods"] = {"failed": ["uid-4"]}
+    assert job_outcome(lagging, pods) == Settling()
+
+
+@pytest.mark.parametrize(("failures", "seconds"), [(1, 10), (2, 20), (3, 40), (7, 600)])
+def test_the_backoff_before_the_next_attempt_is_the_job_controllers(
+    failures: int, seconds: int
+) -> None:
+    pods = [
+        pod(f"p{i}", "Failed", exit_code=1, message=termination("SourceUnavailable", f"#{i}"))
+        for i in range(1, failures + 1)
+    ]
+    outcome = job_outcome(job(failed=failures - 1, backoff=9), pods)
+    assert isinstance(outcome, Running)
+    assert (outcome.attempt, outcome.attempts, outcome.retry_in) == (failures + 1, 10, seconds)
+    assert outcome.progress is None
+    assert outcome.last_failure is not None
+    assert outcome.last_failure.message == f"#{failures}"
+
+
+def test_a_disrupted_pod_is_no_attempt() -> None:
+    evicted = pod("p1", "Failed", exit_code=137)
+    evicted["status"]["conditions"] = [{"type": "DisruptionTarget", "status": "True"}]
+    assert job_outcome(job(), [evicted]) == Settling()
+    outcome = job_outcome(job(), [evicted, pod("p2", "Running")])
+    assert isinstance(outcome, Running)
+    assert outcome.attempt == 1
+
+
+def test_gave_up_counts_every_attempt_even_while_the_jobs_count_lags() -> None:
+    # The Job's FailureTarget came while status.failed still said 3 of 4 ("attempt 4/4" was
+    # followed by "gave up after 3 attempts").
+    pods = [
+        pod(f"p{i}", "Failed", exit_code=1, message=termination("SourceUnavailable", f"503 #{i}"))
+        for i in range(1, 5)
+    ]
+    lagging = job([("FailureTarget", "BackoffLimitExceeded")], failed=3)
+    outcome = job_outcome(lagging, pods)
+    assert outcome == Failed(
+        "PreparationFailed", "gave up after 4 attempts; last error: SourceUnavailable: 503 #4"
+    )
+
+
+def test_the_termination_log_tail_is_read_bounded_and_redacted() -> None:
+    lines = [f"2026-11-30T10:00:0{i}Z info  line {i}" for i in range(12)]
+    lines[-1] = "2026-11-30T10:00:11Z warn  answered 401 to Authorization: Bearer abc.def hf_XyZ123"
+    message = json.dumps({"reason": "SourceUnavailable", "message": "503", "log": [*lines, 7]})
+    ended = parse_termination(pod("p1", "Failed", exit_code=1, message=message))
+    assert ended is not None
+    assert ended.log == (
+        *lines[2:11],
+        "2026-11-30T10:00:11Z warn  answered 401 to Authorization: Bearer [redacted] [redacted]",
+    )
+    huge = json.dumps({"reason": "R", "message": "m", "log": ["x" * 5000] * 10})
+    bounded = parse_termination(pod("p1", "Failed", exit_code=1, message=huge))
+    assert bounded is not None
+    assert [len(line) for line in bounded.log] == [401, 401, 401, 401, 401]
+    assert sum(len(line.encode()) + 1 for line in bounded.log) <= 2048
+
+
+def test_the_failure_carries_the_failing_attempts_log_lines() -> None:
+    message = json.dumps({"reason": "SourceNotFound", "message": "no repo", "log": ["a", "b"]})
+    ended = pod("p1", "Failed", exit_code=2, message=message)
+    outcome = job_outcome(job([("Failed", "PodFailurePolicy")], failed=1), [ended])
+    assert outcome == Failed("SourceNotFound", "no repo", ("a", "b"))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from controller import status
-from controller.workerpod import Progress, WorkerResult
+from controller.workerpod import Progress, Termination, WorkerResult
 
 T0, T1 = "2026-11-26T10:00:00Z", "2026-11-26T10:05:00Z"
 
@@ -82,3 +82,55 @@ def test_queued_message_says_position_and_limit() -> None:
 def test_upload_block_is_preserved() -> None:
     old = {"upload": {"secretName": "s", "secretNamespace": "n"}}
     assert status.failed(old, 1, T0, "UploadExpired", "m")["upload"] == old["upload"]
+
+
+LAST = Termination(1, "SourceUnavailable", "the Hub answered 503")
+JOB = "d8-ai-models/prepare-0b7f"
+
+
+def test_the_job_is_named_while_it_runs() -> None:
+    progress = Progress(52, "transfer", 47_290_000, 90_900_000, 12_900_000.0, "model.safetensors")
+    st = status.publishing({}, 1, T0, progress, None, job=JOB)
+    assert conditions(st)["Ready"] == (
+        "False",
+        "Publishing",
+        "transfer model.safetensors: 45.1 MiB of 86.7 MiB (52%), 12.3 MiB/s, ETA 3s "
+        "(Job d8-ai-models/prepare-0b7f)",
+    )
+
+
+def test_attempts_are_counted_one_way_everywhere() -> None:
+    assert status.retry_note(1, 3, None) is None
+    assert status.retry_note(2, 3, LAST, retry_in=10) == (
+        "retrying in 10s (attempt 2 of 3): SourceUnavailable: the Hub answered 503"
+    )
+    assert status.retry_note(3, 3, LAST) == (
+        "retrying (attempt 3 of 3): SourceUnavailable: the Hub answered 503"
+    )
+
+
+def test_the_backoff_says_when_and_which_attempt_without_starting() -> None:
+    note = status.retry_note(3, 3, LAST, retry_in=20)
+    st = status.publishing({}, 1, T0, None, note, "SourceUnavailable", JOB, waiting=True)
+    assert conditions(st)["Ready"] == (
+        "False",
+        "SourceUnavailable",
+        "retrying in 20s (attempt 3 of 3): SourceUnavailable: the Hub answered 503 "
+        "(Job d8-ai-models/prepare-0b7f)",
+    )
+    assert "progress" not in st
+
+
+def test_an_event_carries_the_job_and_the_last_log_lines() -> None:
+    assert status.with_log("SourceNotFound: no repo", JOB, ()) == (
+        "SourceNotFound: no repo (Job d8-ai-models/prepare-0b7f)"
+    )
+    assert status.with_log("SourceNotFound: no repo", JOB, ("l1", "l2")) == (
+        "SourceNotFound: no repo\nlast worker log lines of Job d8-ai-models/prepare-0b7f:\nl1\nl2"
+    )
+
+
+def test_stages_after_the_transfer_show_no_rate_and_inspecting_no_percent() -> None:
+    done = Progress(100, "config", 91_500_000, 91_500_000, 14_000_000.0)
+    assert status.progress_message(done) == "config: 87.3 MiB of 87.3 MiB (100%)"
+    assert status.progress_message(Progress(0, "inspecting")) == "inspecting"
