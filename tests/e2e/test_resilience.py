@@ -71,7 +71,7 @@ def test_registry_stopped_mid_preparation_is_retried_then_ready(
             )
             return message if counted else ""
 
-        message = wait_for(retrying, 150)
+        message = wait_for(retrying, 300)  # six registry attempts with backoff, then the pod ends
         obj = get_model(control_plane, "minilm", ns)
         assert obj["status"]["phase"] == "Publishing"
         assert ready_condition(obj)["reason"] == "RegistryUnavailable"
