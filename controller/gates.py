@@ -3,10 +3,14 @@
 The pod webhook gates a consuming pod whose models are not all Ready and labels it
 ``ai.deckhouse.io/model-gated=true``; this controller watches only pods with that label.
 
-- ``decide`` (pure): the pod and the observed models → ``Lift`` (every model Ready: the digests
-  of that moment) or ``Wait`` (the message, and whether it is worth an annotation update or an
-  Event). An Event is emitted only when the cause changes (missing → Publishing → Failed …); the
-  progress alone updates the annotation at most once per 25 points.
+- ``decide`` (pure): the pod, the observed models and the cause this controller last announced
+  for the pod → ``Lift`` (every model Ready: the digests of that moment) or ``Wait`` (the
+  message, and whether it is worth an annotation update or an Event). An Event is emitted for
+  the first cause a pod waits for (the webhook wrote it into the annotation; a pod does not
+  exist yet at admission, so the Event is this controller's) and whenever it changes (missing →
+  Publishing → Failed …); the progress alone updates the annotation at most once per 25 points.
+  What was announced is kept in memory: a restarted controller announces each waiting pod once
+  more.
 - ``act``: ``Lift`` is ONE merge patch, guarded by the pod's resourceVersion, that writes the
   digests, drops the waiting annotation and the label, and removes the gate — the init
   container can never start without the digests. ``Wait`` patches the annotation and emits
@@ -82,8 +86,9 @@ def _bucket(message: str) -> int:
     return int(match.group(1)) // PROGRESS_STEP if match else -1
 
 
-def decide(pod: JSON, lookup: ModelLookup) -> Decision:
-    """What to do with one labelled pod; ``None``: nothing (not gated by us any more)."""
+def decide(pod: JSON, lookup: ModelLookup, announced: str | None) -> Decision:
+    """What to do with one labelled pod; ``None``: nothing (not gated by us any more).
+    ``announced``: the cause of the last Event emitted for this pod (``None``: none yet)."""
     if not _gated(pod):
         return None
     meta = pod.get("metadata") or {}
@@ -100,7 +105,7 @@ def decide(pod: JSON, lookup: ModelLookup) -> Decision:
     previous = annotations.get(ANNOTATION_WAITING, "")
     changed = waiting_cause(message) != waiting_cause(previous)
     moved = _bucket(message) != _bucket(previous)
-    return Wait(message, changed or moved, changed)
+    return Wait(message, changed or moved, waiting_cause(message) != announced)
 
 
 def lift_patch(pod: JSON, digests: list[Digest]) -> JSON:
@@ -161,6 +166,8 @@ class GateController:
         self._lock = threading.Lock()
         self._by_model: dict[ModelRef, set[str]] = defaultdict(set)
         self._refs_of: dict[str, set[ModelRef]] = {}
+        self._announced: dict[str, str] = {}
+        """pod key → the waiting cause of the last Event emitted for it."""
         self.pods = Informer(kube, PODS, self._on_pod, label_selector=GATED_SELECTOR, stop=stop)
 
     # ---- event handlers: keys only ------------------------------------------------------------
@@ -173,6 +180,8 @@ class GateController:
         except ConsumptionRefused:
             refs = set()
         with self._lock:
+            if event == "DELETED":
+                self._announced.pop(key, None)
             for ref in self._refs_of.pop(key, set()):
                 self._by_model[ref].discard(key)
                 if not self._by_model[ref]:
@@ -205,8 +214,15 @@ class GateController:
         pod = self.pods.get(key)
         if pod is None:
             return None
-        decision = decide(pod, self._lookup)
+        with self._lock:
+            announced = self._announced.get(key)
+        decision = decide(pod, self._lookup, announced)
         act(self._kube, self._events, pod, decision)
+        with self._lock:
+            if isinstance(decision, Wait) and decision.emit_event:
+                self._announced[key] = waiting_cause(decision.message)
+            elif not isinstance(decision, Wait):
+                self._announced.pop(key, None)
         return RECHECK_SECONDS if isinstance(decision, Wait) else None
 
     def _process(self, key: str) -> None:

@@ -151,6 +151,9 @@ def _start_apiserver(
             f"--api-audiences={SERVICE_ACCOUNT_ISSUER}",
             "--authorization-mode=Node,RBAC",
             "--service-cluster-ip-range=10.0.0.0/24",
+            # Webhook (and aggregated API) Services are called at an endpoint (pod) address from
+            # their EndpointSlices: there is no kube-proxy to route a ClusterIP.
+            "--enable-aggregator-routing=true",
             "--profiling=false",
             f"--cert-dir={work / 'apiserver-certs'}",
             "--v=1",

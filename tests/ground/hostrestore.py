@@ -42,8 +42,9 @@ AS_FOUND = (
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 IPTABLES = ("iptables-nft", "ip6tables-nft", "iptables-legacy", "ip6tables-legacy")
 TABLES = ("filter", "nat", "mangle")
-OWN_PREFIXES = ("KUBE-", "AIM-NODE-")
-"""Chains the kubelet and the node's pod network create; only new ones are removed."""
+OWN_PREFIXES = ("KUBE-", "AIM-NODE-", "CNI-")
+"""Chains the kubelet, the node's pod network and the CNI ``portmap`` plugin (hostPorts) create;
+only new ones are removed."""
 
 
 def _sysctl_path(name: str) -> Path:

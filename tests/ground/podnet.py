@@ -1,14 +1,15 @@
 """The pod network of the real test node: a bridge of this run alone, nothing leaves the machine.
 
-Pods get an address on a per-run Linux bridge (CNI ``bridge`` + ``host-local``, ``ipMasq`` off)
-and a route to the bridge's gateway address and to the API server's ClusterIP, nothing else. The
-servers of the test ground listen on 127.0.0.1; a NAT chain of this run (``AIM-NODE-<id>``)
-forwards a pod's connection to ``<gateway>:<port>`` to ``127.0.0.1:<port>`` for the ports the
-fixture exposes, and ``<ClusterIP>:443`` to the API server (there is no kube-proxy), with
-``route_localnet`` on the bridge so the kernel accepts the loopback destination. The same rule
-in OUTPUT lets host processes (the controller) use the gateway address too, so one address
-works for both. FORWARD drops anything entering or leaving the bridge: pods reach the host's
-loopback servers and nothing beyond. ``close()`` deletes the rules and the bridge.
+Pods get an address on a per-run Linux bridge (CNI ``bridge`` + ``host-local``, ``ipMasq`` off;
+``portmap`` for hostPorts on the node address) and a route to the bridge's gateway address and to
+the API server's ClusterIP, nothing else. The servers of the test ground listen on 127.0.0.1; a
+NAT chain of this run (``AIM-NODE-<id>``) forwards a pod's connection to ``<gateway>:<port>`` to
+``127.0.0.1:<port>`` for the ports the fixture exposes, and ``<ClusterIP>:443`` to the API server
+(there is no kube-proxy), with ``route_localnet`` on the bridge so the kernel accepts the
+loopback destination. The same rule in OUTPUT lets host processes (the controller) use the
+gateway address too, so one address works for both. FORWARD accepts pod to pod on the bridge and
+drops anything else entering or leaving it: pods reach each other and the host's loopback
+servers, nothing beyond. ``close()`` deletes the rules and the bridge.
 """
 
 from __future__ import annotations
@@ -65,6 +66,9 @@ class PodNetwork:
             ("-t", "nat", "OUTPUT", "-d", self.gateway, "-j", self.chain),
             ("-t", "filter", "FORWARD", "-i", self.bridge, "-j", "DROP"),
             ("-t", "filter", "FORWARD", "-o", self.bridge, "-j", "DROP"),
+            # Inserted last, so first: pod to pod on this bridge (a hostPort is DNATed to the
+            # serving pod's address; with br_netfilter the bridged reply passes FORWARD too).
+            ("-t", "filter", "FORWARD", "-i", self.bridge, "-o", self.bridge, "-j", "ACCEPT"),
         ):
             _run("iptables", hook[0], hook[1], "-I", *hook[2:])
             self._hooks.append(hook)
@@ -98,7 +102,10 @@ class PodNetwork:
                         "ranges": [[{"subnet": str(self.subnet), "gateway": self.gateway}]],
                         "routes": [{"dst": f"{API_CLUSTER_IP}/32", "gw": self.gateway}],
                     },
-                }
+                },
+                # hostPorts (the delivery DaemonSet): DNAT chains CNI-HOSTPORT-*/CNI-DN-*, removed
+                # per pod on CNI DEL; the top chains are removed by hostrestore at teardown.
+                {"type": "portmap", "capabilities": {"portMappings": True}, "snat": True},
             ],
         }
         (self.conf_dir / "10-ai-models-test.conflist").write_text(json.dumps(conflist, indent=2))

@@ -1,8 +1,11 @@
-"""Deployments and ReplicaSets for the real test node: a second kube-controller-manager.
+"""Deployments, ReplicaSets, DaemonSets and EndpointSlices for the real test node: a second
+kube-controller-manager.
 
 The control plane's controller manager runs only what the node emulator's tests need (Jobs and
-friends). A Deployment on the real node also needs the deployment and replicaset controllers;
-this process runs just those two, with per-controller service-account credentials, beside it.
+friends). The chart's controller Deployment and delivery DaemonSet on the real node also need
+the deployment, replicaset and daemonset controllers, and the API server finds the webhook's
+pods through the EndpointSlices of its Service; this process runs just those four, with
+per-controller service-account credentials, beside it.
 """
 
 from __future__ import annotations
@@ -15,7 +18,14 @@ from tests.ground.controlplane import ControlPlane
 from tests.ground.nodepki import issue_client_cert
 from tests.ground.procs import Process
 
-CONTROLLERS = ("deployment-controller", "replicaset-controller")
+CONTROLLERS = (
+    "deployment-controller",
+    "replicaset-controller",
+    "daemonset-controller",
+    "endpointslice-controller",
+)
+"""Also DaemonSets (the delivery endpoint) and EndpointSlices (the API server calls the
+webhook Service at its endpoint addresses: ``--enable-aggregator-routing``)."""
 
 
 @contextlib.contextmanager

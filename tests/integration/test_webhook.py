@@ -271,7 +271,7 @@ def test_a_gated_pod_is_released_when_its_model_turns_ready(ground: Ground) -> N
 
     ground.model("late-model", {"phase": "Publishing", "progress": "37%"})
     _wait_phase(ground, "late-model", "Publishing")
-    assert isinstance(decide(ground.gates.pods.get(key) or {}, ground.gates._lookup), Wait)
+    assert isinstance(decide(ground.gates.pods.get(key) or {}, ground.gates._lookup, None), Wait)
     assert ground.gates.reconcile(key) == 300.0
     pod = ground.kube.get(PODS, "consumer-late", NS) or {}
     assert (
@@ -298,7 +298,7 @@ def test_a_gated_pod_is_released_when_its_model_turns_ready(ground: Ground) -> N
             .endswith("(37%)")
         )
     )
-    assert isinstance(decide(ground.gates.pods.get(key) or {}, ground.gates._lookup), Lift)
+    assert isinstance(decide(ground.gates.pods.get(key) or {}, ground.gates._lookup, None), Lift)
     assert ground.gates.reconcile(key) is None
     pod = ground.kube.get(PODS, "consumer-late", NS) or {}
     assert "schedulingGates" not in pod["spec"]

@@ -7,15 +7,23 @@ containerd and runc running the images built from this tree's Dockerfiles.
   the snapshot taken before it started.
 - ``node_hub``, ``node_registry``: a Hub emulator serving MiniLM and a destination registry, on
   127.0.0.1 and exposed to pods at the bridge's gateway address (the CDN redirect too).
-- ``node_controller`` (module): the chart installed with the built worker image (``imagePullPolicy:
-  Never``) and the controller running on the host as the chart's service account, as in
-  ``tests/e2e``; its preparation Jobs run as real pods on the real node. The chart's own
-  Deployment (the controller image, pinned to the node) only runs where the deployment and
-  replicaset controllers are started (``test_controller_deployment.py``).
+- ``node_config`` (package): the chart installed with the built images (``imagePullPolicy:
+  Never``), the controller, worker Jobs and the delivery DaemonSet pinned to the node, the node
+  cache's hostPath in the run's directory, and registry credentials (``node_registry_password``,
+  Secret ``node-registry-auth``: the node registry accepts anonymous requests and ignores them,
+  but they travel where a real registry needs them, so a leak shows).
+- ``node_controller`` (module): the controller running on the host as the chart's service
+  account, as in ``tests/e2e``; its preparation Jobs run as real pods on the real node. The
+  chart's own Deployment (the controller image, pinned to the node) and the delivery DaemonSet
+  only run where ``tests.ground.workloads`` starts their controllers
+  (``test_leader_failover.py``, ``test_model_consumption.py``).
 """
 
 from __future__ import annotations
 
+import base64
+import json
+import secrets
 import sys
 import time
 from collections.abc import Iterator
@@ -41,6 +49,8 @@ from tests.ground.registry import Registry, run_registry
 from tests.integration.chart import find, install
 
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
+REGISTRY_AUTH_SECRET = "node-registry-auth"
+REGISTRY_USER = "ai-models"
 TIMINGS: dict[str, float] = {}
 """Seconds of each step of this session, printed when the node stops (``pytest -s`` shows it)."""
 
@@ -97,10 +107,33 @@ def pod_address(registry: Registry, node: RealNode) -> str:
 
 
 @pytest.fixture(scope="package")
+def node_registry_password() -> str:
+    """The password of the registry credentials the chart is given (``registry.authSecretName``):
+    the node registry accepts anonymous requests, so they are sent and ignored, but they are
+    mounted where a real registry needs them and a leak into a workload pod shows."""
+    return secrets.token_hex(16)
+
+
+def _registry_auth_secret(plane: ControlPlane, host: str, password: str) -> None:
+    token = base64.b64encode(f"{REGISTRY_USER}:{password}".encode()).decode()
+    config = json.dumps({"auths": {host: {"auth": token}}})
+    secret = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "kubernetes.io/dockerconfigjson",
+        "metadata": {"name": REGISTRY_AUTH_SECRET, "namespace": SYSTEM},
+        "data": {".dockerconfigjson": base64.b64encode(config.encode()).decode()},
+    }
+    applied = plane.kubectl_run("apply", "-f", "-", stdin=json.dumps(secret))
+    assert applied.returncode == 0, applied.stderr
+
+
+@pytest.fixture(scope="package")
 def node_config(
     control_plane: ControlPlane,
     real_node: RealNode,
     node_registry: Registry,
+    node_registry_password: str,
     node_hub: HubEmulator,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Path:
@@ -113,18 +146,24 @@ def node_config(
             "image.pullPolicy=Never",
             f"registry.host={pod_address(node_registry, real_node)}",
             "registry.insecure=true",
+            f"registry.authSecretName={REGISTRY_AUTH_SECRET}",
             f"sources.huggingFace.endpoint={node_hub.url}",
             # Other packages' Models may still exist: their Jobs must not keep ours queued, nor
             # may pods land on the Nodes that the node emulator left behind.
             "worker.maxConcurrent=3",
             f"worker.nodeSelector.kubernetes\\.io/hostname={real_node.name}",
             f"controller.nodeSelector.kubernetes\\.io/hostname={real_node.name}",
+            f"delivery.nodeSelector.kubernetes\\.io/hostname={real_node.name}",
+            # The node cache's hostPath inside the run's directory: nothing left on the host.
+            f"delivery.cacheHostPath={real_node.work / 'delivery-cache'}",
             "worker.backoffLimit=1",
             "worker.progressIntervalSeconds=1",
             "worker.resources.requests.cpu=100m",
             "controller.logFormat=console",
         ),
     )
+    registry_host = pod_address(node_registry, real_node)
+    _registry_auth_secret(control_plane, registry_host, node_registry_password)
     config = yaml.safe_load(find(docs, "ConfigMap", "ai-models-controller")["data"]["config.yaml"])
     config["controller"].update(
         {"metricsPort": 0, "healthPort": 0, "bindAddress": "127.0.0.1", "retryBaseSeconds": 0.5}

@@ -88,7 +88,9 @@ def test_model_goes_ready_through_a_real_worker_pod(
     assert logs.returncode == 0, logs.stderr
     # The worker's lines for people (the chart's default worker.logFormat=text).
     lines = logs.stdout.splitlines()
-    assert any(" info  transfer model.safetensors " in line for line in lines), logs.stdout
+    # The transfer stage always reports (its first line at 0%); whether model.safetensors is
+    # sent or found already in the registry depends on what other tests prepared before.
+    assert any(" info  transfer " in line and " MiB" in line for line in lines), logs.stdout
     assert any(" info  published reference=" in line for line in lines), logs.stdout
 
 

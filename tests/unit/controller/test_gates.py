@@ -15,6 +15,7 @@ from controller.consumption import (
     ANNOTATION_WAITING,
     LABEL_GATED,
     ModelRef,
+    waiting_cause,
 )
 from controller.gates import GateController, Lift, Wait, decide, lift_patch
 
@@ -85,12 +86,41 @@ def test_a_waiting_pod_updates_and_emits_only_on_change(
     annotations = {ANNOTATION_MODEL: "m"}
     if previous:
         annotations[ANNOTATION_WAITING] = previous
-    assert decide(gated(annotations), store(model)) == expected
+    announced = waiting_cause(previous) if previous else None
+    assert decide(gated(annotations), store(model), announced) == expected
+
+
+def test_the_first_cause_a_pod_waits_for_is_announced_once() -> None:
+    """The webhook wrote the waiting annotation at admission, when no pod existed to hold an
+    Event: the first look of the gate controller emits it, the next one does not."""
+    waiting = "waiting for Model ns/m: not found"
+    pod = gated({ANNOTATION_MODEL: "m", ANNOTATION_WAITING: waiting})
+    assert decide(pod, store(None), None) == Wait(waiting, False, True)
+    assert decide(pod, store(None), waiting) == Wait(waiting, False, False)
+
+
+def test_the_gate_controller_remembers_what_it_announced_per_pod() -> None:
+    recorded: list[tuple[str, str]] = []
+
+    class Events:
+        def emit(self, obj: Any, kind: str, reason: str, message: str) -> None:
+            recorded.append((reason, message))
+
+    gates = GateController(None, store(None), Events(), threading.Event())  # type: ignore[arg-type]
+    waiting = "waiting for Model ns/m: not found"
+    pod = gated({ANNOTATION_MODEL: "m", ANNOTATION_WAITING: waiting})
+    gates.pods.get = lambda key: pod  # type: ignore[method-assign]
+    assert gates.reconcile("ns/p") == 300.0
+    assert gates.reconcile("ns/p") == 300.0
+    assert recorded == [("ModelNotReady", waiting)]
+    gates._on_pod("DELETED", pod)
+    assert gates.reconcile("ns/p") == 300.0
+    assert recorded == [("ModelNotReady", waiting)] * 2
 
 
 def test_every_model_ready_lifts_with_the_digests_of_that_moment() -> None:
     ready = {"status": {"phase": "Ready", "artifact": {"digest": DIGEST}}}
-    decision = decide(gated({ANNOTATION_MODEL: "m"}), store(ready))
+    decision = decide(gated({ANNOTATION_MODEL: "m"}), store(ready), None)
     assert isinstance(decision, Lift)
     assert [d.digest for d in decision.digests] == [DIGEST]
 
@@ -98,7 +128,7 @@ def test_every_model_ready_lifts_with_the_digests_of_that_moment() -> None:
 def test_the_lift_patch_writes_digests_and_removes_gate_label_and_waiting_at_once() -> None:
     pod = gated({ANNOTATION_MODEL: "m"}, [{"name": "other"}, GATE])
     ready = {"status": {"phase": "Ready", "artifact": {"digest": DIGEST}}}
-    decision = decide(pod, store(ready))
+    decision = decide(pod, store(ready), None)
     assert isinstance(decision, Lift)
     assert lift_patch(pod, decision.digests) == {
         "metadata": {
@@ -117,8 +147,8 @@ def test_the_lift_patch_writes_digests_and_removes_gate_label_and_waiting_at_onc
 
 
 def test_a_pod_no_longer_gated_or_with_an_edited_annotation() -> None:
-    assert decide(gated({ANNOTATION_MODEL: "m"}, []), store(None)) is None
-    decision = decide(gated({ANNOTATION_MODEL: "m,,"}), store(None))
+    assert decide(gated({ANNOTATION_MODEL: "m"}, []), store(None), None) is None
+    decision = decide(gated({ANNOTATION_MODEL: "m,,"}), store(None), None)
     assert decision == Wait(
         'InvalidModelAnnotation: annotation ai.deckhouse.io/model: empty name at position 2 of "m,,"; write model names separated by commas',
         True,
