@@ -19,12 +19,10 @@ from __future__ import annotations
 import base64
 import json
 import os
-import ssl
 import tempfile
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
-from socket import socket
 from typing import Any
 
 import structlog
@@ -39,6 +37,7 @@ from controller.consumption import (
     readiness,
 )
 from controller.errors import KubeError
+from controller.httpserver import ConnectionServer, server_context
 from controller.kube import KubeClient
 from controller.podpatch import WORKLOAD_KINDS, copy_to_template, inject_pod
 from controller.webhook_tls import ensure_certificate, service_hosts, sync_ca_bundle
@@ -155,11 +154,9 @@ class _Handler(BaseHTTPRequestHandler):
         pass  # every admission would be a log line; refusals are visible to the user
 
 
-class WebhookServer(ThreadingHTTPServer):
+class WebhookServer(ConnectionServer):
     """HTTPS: the listening socket is plain; each accepted connection is wrapped (and its
     handshake done) in its own thread with a timeout, so a slow client blocks nobody."""
-
-    daemon_threads = True
 
     def __init__(
         self,
@@ -172,12 +169,17 @@ class WebhookServer(ThreadingHTTPServer):
     ) -> None:
         self.lookup = lookup
         self.settings = settings
-        self._context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        self._context.minimum_version = ssl.TLSVersion.TLSv1_2
         self._dir = tempfile.mkdtemp(prefix="ai-models-webhook-")
         self._loaded: tuple[bytes, bytes] | None = None
+        context = server_context()
+        super().__init__(
+            (address, port),
+            _Handler,
+            timeout_seconds=CONNECTION_TIMEOUT_SECONDS,
+            name="webhook",
+            context=context,
+        )
         self.reload(cert_pem, key_pem)
-        super().__init__((address, port), _Handler)
 
     def reload(self, cert_pem: bytes, key_pem: bytes) -> bool:
         """Serves new connections with this certificate; ``False`` when it is the same one."""
@@ -188,27 +190,10 @@ class WebhookServer(ThreadingHTTPServer):
         with os.fdopen(fd, "wb") as handle:
             handle.write(key_pem)
         cert.write_bytes(cert_pem)
-        self._context.load_cert_chain(cert, key)
+        assert self.context is not None
+        self.context.load_cert_chain(cert, key)
         self._loaded = (cert_pem, key_pem)
         return True
-
-    def finish_request(self, request: Any, client_address: Any) -> None:
-        connection: socket = request
-        connection.settimeout(CONNECTION_TIMEOUT_SECONDS)
-        try:
-            wrapped = self._context.wrap_socket(connection, server_side=True)
-        except (ssl.SSLError, OSError) as error:
-            log.debug("TLS handshake failed", client=str(client_address), error=str(error))
-            return
-        try:
-            super().finish_request(wrapped, client_address)
-        finally:
-            wrapped.close()
-
-    def start(self) -> threading.Thread:
-        thread = threading.Thread(target=self.serve_forever, name="webhook", daemon=True)
-        thread.start()
-        return thread
 
 
 def start_webhook(

@@ -18,11 +18,8 @@ from __future__ import annotations
 
 import json
 import re
-import socket
-import ssl
-import threading
 from collections.abc import Generator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +27,7 @@ import structlog
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from controller.errors import KubeError
+from controller.httpserver import ConnectionServer, server_context
 from delivery.access import Gatekeeper, Grant
 from delivery.authz import Denied, Target, Unauthenticated, parse_path
 from delivery.cache import BlobCorrupt, BlobStore
@@ -189,9 +187,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(body)
 
 
-class DeliveryServer(ThreadingHTTPServer):
-    daemon_threads = True
-
+class DeliveryServer(ConnectionServer):
     def __init__(
         self,
         address: str,
@@ -204,34 +200,14 @@ class DeliveryServer(ThreadingHTTPServer):
         self.gatekeeper = gatekeeper
         self.store = store
         self.metrics = metrics
-        self._context: ssl.SSLContext | None = None
+        context = None
         if tls is not None:
-            self._context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-            self._context.minimum_version = ssl.TLSVersion.TLSv1_2
-            self._context.load_cert_chain(*tls)
-        super().__init__((address, port), _Handler)
-
-    @property
-    def port(self) -> int:
-        return int(self.server_address[1])
-
-    def finish_request(self, request: Any, client_address: Any) -> None:
-        connection: socket.socket = request
-        connection.settimeout(CONNECTION_TIMEOUT_SECONDS)
-        if self._context is None:
-            super().finish_request(connection, client_address)
-            return
-        try:
-            wrapped = self._context.wrap_socket(connection, server_side=True)
-        except (ssl.SSLError, OSError) as error:
-            log.debug("TLS handshake failed", client=str(client_address), error=str(error))
-            return
-        try:
-            super().finish_request(wrapped, client_address)
-        finally:
-            wrapped.close()
-
-    def start(self) -> threading.Thread:
-        thread = threading.Thread(target=self.serve_forever, name="delivery", daemon=True)
-        thread.start()
-        return thread
+            context = server_context()
+            context.load_cert_chain(*tls)
+        super().__init__(
+            (address, port),
+            _Handler,
+            timeout_seconds=CONNECTION_TIMEOUT_SECONDS,
+            name="delivery",
+            context=context,
+        )
