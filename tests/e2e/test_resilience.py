@@ -32,6 +32,8 @@ from tests.e2e.helpers import (
 )
 from tests.ground.controlplane import ControlPlane
 from tests.ground.hub import HubEmulator
+from tests.ground.hub_repo import HubRepo
+from tests.ground.models import RealModels
 from tests.ground.nodeemu import NodeEmulator
 
 MINILM_URL = "https://huggingface.co/sentence-transformers/all-MiniLM-L6-v2"
@@ -45,6 +47,17 @@ def slow_hub(hub: HubEmulator) -> Iterator[HubEmulator]:
     hub.bytes_per_second = None
 
 
+UNPREPARED_URL = "https://huggingface.co/e2e/minilm-never-prepared"
+
+
+@pytest.fixture
+def unprepared_minilm(hub: HubEmulator, real_models: RealModels) -> str:
+    """The MiniLM files under a repository no other test prepares: with a Ready Model of the same
+    source the worker would mount every blob from it and send nothing to stop halfway."""
+    hub.add(HubRepo.from_dir("e2e/minilm-never-prepared", real_models.minilm_dir))
+    return UNPREPARED_URL
+
+
 def publishing_with_progress(plane: ControlPlane, name: str, ns: str | None) -> bool:
     st = get_model(plane, name, ns).get("status") or {}
     return st.get("phase") == "Publishing" and bool(st.get("progress")) and st["progress"] != "0%"
@@ -56,9 +69,10 @@ def test_registry_stopped_mid_preparation_is_retried_then_ready(
     node: NodeEmulator,
     e2e_registry: RestartableRegistry,
     slow_hub: HubEmulator,
+    unprepared_minilm: str,
 ) -> None:
     ns = namespace(control_plane, "team-registry-down")
-    apply(control_plane, model("minilm", MINILM_URL, ns))
+    apply(control_plane, model("minilm", unprepared_minilm, ns))
     wait_for(lambda: publishing_with_progress(control_plane, "minilm", ns), 120)
     e2e_registry.stop()
     try:
