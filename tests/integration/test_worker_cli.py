@@ -36,7 +36,7 @@ from tests.ground.procs import free_port
 from tests.ground.registry import Registry, run_registry
 from tests.integration.oci.conftest import FaultProxy
 from tests.integration.sources import builders
-from tests.integration.sources.conftest import MINILM, MINILM_TAGS
+from tests.integration.sources.conftest import MINILM, MINILM_TAGS, minilm_repo
 from tests.integration.worker_cli_helpers import (
     CountingProxy,
     Exchange,
@@ -105,15 +105,7 @@ def _wrong_sha256_repo(root: Path) -> HubRepo:
 @pytest.fixture(scope="module")
 def hub(real_models: RealModels, tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubEmulator]:
     with run_hub(page_size=5) as emulator:
-        emulator.add(
-            HubRepo.from_dir(
-                MINILM,
-                real_models.minilm_dir,
-                pipeline_tag="sentence-similarity",
-                tags=MINILM_TAGS,
-                library_name="sentence-transformers",
-            )
-        )
+        emulator.add(minilm_repo(real_models, refs=("main",)))
         emulator.add(_wrong_sha256_repo(tmp_path_factory.mktemp("wrong-sha256")))
         emulator.grant(HUB_TOKEN)
         yield emulator

@@ -18,10 +18,9 @@ from pathlib import Path
 import pytest
 
 from tests.ground.hub import HubEmulator, RecordedRequest, run_hub
-from tests.ground.hub_repo import HubRepo
 from tests.ground.models import RealModels
 from tests.ground.registry import Registry
-from tests.integration.sources.conftest import MINILM, MINILM_TAGS
+from tests.integration.sources.conftest import MINILM, minilm_repo
 from tests.integration.worker_cli_helpers import run_worker, worker_env
 
 pytestmark = pytest.mark.integration
@@ -34,16 +33,7 @@ COPIES = 10
 @pytest.fixture(scope="module")
 def hub(real_models: RealModels) -> Iterator[HubEmulator]:
     with run_hub() as emulator:
-        emulator.add(
-            HubRepo.from_dir(
-                MINILM,
-                real_models.minilm_dir,
-                pipeline_tag="sentence-similarity",
-                tags=MINILM_TAGS,
-                library_name="sentence-transformers",
-                refs=("main", "v1.0"),
-            )
-        )
+        emulator.add(minilm_repo(real_models))
         yield emulator
 
 

@@ -49,18 +49,23 @@ OLLAMA_TEMPLATE = (
 )
 
 
+def minilm_repo(real: RealModels, refs: tuple[str, ...] = ("main", "v1.0")) -> HubRepo:
+    """The real MiniLM as the Hub lists it (tags, pipeline, library)."""
+    return HubRepo.from_dir(
+        MINILM,
+        real.minilm_dir,
+        pipeline_tag="sentence-similarity",
+        tags=MINILM_TAGS,
+        library_name="sentence-transformers",
+        refs=refs,
+    )
+
+
 def _repos(real: RealModels, work: Path) -> list[HubRepo]:
     smollm2_readme = work / "smollm2-README.md"
     smollm2_readme.write_text("# SmolLM2-135M-Instruct GGUF\n")
     return [
-        HubRepo.from_dir(
-            MINILM,
-            real.minilm_dir,
-            pipeline_tag="sentence-similarity",
-            tags=MINILM_TAGS,
-            library_name="sentence-transformers",
-            refs=("main", "v1.0"),
-        ),
+        minilm_repo(real),
         HubRepo(
             SMOLLM2_GGUF,
             {"SmolLM2-135M-Instruct.Q4_1.gguf": real.smollm2_gguf, "README.md": smollm2_readme},
