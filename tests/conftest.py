@@ -1,4 +1,4 @@
-"""Session fixtures of the test ground (TESTING.md): the real control plane, the real registry,
+"""Session fixtures of the test ground (docs/testing.md): the real control plane, the real registry,
 the real small models. Every service runs on 127.0.0.1 and is stopped at the end of the session,
 also when tests fail."""
 
