@@ -20,6 +20,7 @@ import tempfile
 import uuid
 from pathlib import Path
 from types import FrameType
+from typing import TextIO
 
 import structlog
 
@@ -34,21 +35,30 @@ from controller.webhook import start_webhook
 log = structlog.get_logger("controller")
 
 
-def configure_logging(fmt: str, level: str) -> None:
-    renderer: structlog.types.Processor = (
-        structlog.processors.JSONRenderer()
-        if fmt == "json"
-        else structlog.dev.ConsoleRenderer(colors=False)
-    )
+def configure_logging(fmt: str, level: str, stream: TextIO | None = None) -> None:
+    """One line per event on ``stream`` (stderr), JSON or for people. An exception logged with
+    ``exc_info`` renders its traceback in both: a string field ``exception`` in JSON, the plain
+    traceback under the line otherwise (never a formatter that prints local variables: they may
+    hold tokens)."""
+    renderer: structlog.types.Processor
+    exceptions: list[structlog.types.Processor] = []
+    if fmt == "json":
+        renderer = structlog.processors.JSONRenderer()
+        exceptions = [structlog.processors.format_exc_info]
+    else:
+        renderer = structlog.dev.ConsoleRenderer(
+            colors=False, exception_formatter=structlog.dev.plain_traceback
+        )
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
+            *exceptions,
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(getattr(logging, level.upper())),
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        logger_factory=structlog.PrintLoggerFactory(stream or sys.stderr),
     )
 
 

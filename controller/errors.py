@@ -5,7 +5,8 @@
     │   ├── NotFound                 404: for a reconcile, the object is gone — success
     │   ├── Conflict                 409: stale resourceVersion or already exists — requeue now
     │   ├── Gone                     410: a watch's resourceVersion expired — relist
-    │   ├── Forbidden                403: RBAC refuses; a packaging bug, logged loudly
+    │   ├── Forbidden                403: RBAC refuses; a packaging bug, logged loudly with
+    │   │                            the permission it lacks (``Forbidden.permission``)
     │   └── ApiUnavailable           5xx, timeouts, connection errors — retried with backoff
     ├── RegistryError                the OCI registry refused or could not be reached
     ├── JobRenderFailed              the attempt's Job could not be built, or the API server
@@ -22,6 +23,8 @@
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass
 from typing import ClassVar
 
 
@@ -49,8 +52,43 @@ class Gone(KubeError):  # noqa: N818
     pass
 
 
+@dataclass(frozen=True)
+class Permission:
+    """One RBAC rule the controller's service account lacks, as the API server names it."""
+
+    verb: str
+    resource: str
+    """The plural, with its subresource when there is one (``models/status``)."""
+    group: str
+    """Empty for the core group."""
+    namespace: str | None
+    """``None`` when the request was cluster-scoped."""
+
+    def __str__(self) -> str:
+        group = f"API group {self.group}" if self.group else "the core API group"
+        where = f"in namespace {self.namespace}" if self.namespace else "cluster-wide"
+        return f"{self.verb} {self.resource} ({group}) {where}"
+
+
+# The authorizer's wording (k8s.io/apiserver endpoints/handlers/responsewriters):
+# `... cannot patch resource "models/status" in API group "ai.deckhouse.io" in the namespace "a"`
+# or `... at the cluster scope`.
+_DENIED = re.compile(
+    r'cannot (?P<verb>[a-z]+) resource "(?P<resource>[^"]*)" in API group "(?P<group>[^"]*)"'
+    r'(?: in the namespace "(?P<namespace>[^"]*)")?'
+)
+
+
 class Forbidden(KubeError):  # noqa: N818
-    pass
+    @property
+    def permission(self) -> Permission | None:
+        """The rule RBAC refused, or ``None`` for a 403 of another cause (a namespace being
+        terminated, an admission plugin)."""
+        found = _DENIED.search(self.message)
+        if found is None:
+            return None
+        verb, resource, group, namespace = found.group("verb", "resource", "group", "namespace")
+        return Permission(verb, resource, group, namespace)
 
 
 class ApiUnavailable(KubeError):  # noqa: N818

@@ -1,20 +1,37 @@
 """Wires the controller: informers → event handlers (keys only) → work queue → reconcile workers,
 gated by leader election, with metrics and health endpoints and a graceful shutdown.
+
+``KeyWorker`` runs one reconcile per key taken from the queue and turns its outcome into what
+the queue does next (docs/controller.md, "Errors and logs"):
+
+    outcome                  queue                               log
+    None / seconds           forget the backoff; requeue after   -
+    NotFound                 forget (the object is gone: done)   info
+    Conflict                 requeue at once (0.2 s)             -
+    Forbidden                the longest backoff                 error, naming the missing RBAC
+    other ControllerError    per-key backoff                     warning
+    any other exception      per-key backoff                     error, with the traceback
+
+Every line logged during one reconcile carries ``key`` and ``reconcile_id`` (structlog
+contextvars, bound in the worker thread for the reconcile's duration).
 """
 
 from __future__ import annotations
 
+import secrets
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 import structlog
 
 from controller import naming
+from controller.caches import InformerCaches
 from controller.config import Config
 from controller.dispatch import Dispatcher, is_finished
-from controller.errors import Conflict
+from controller.errors import Conflict, ControllerError, Forbidden, NotFound
 from controller.events import EventRecorder
 from controller.finalizer import Finalizer
 from controller.gates import GateController, informer_lookup
@@ -24,12 +41,91 @@ from controller.leader import LeaderElector
 from controller.metrics import Metrics
 from controller.naming import Kind, ObjectKey
 from controller.queue import ShutDown, WorkQueue
-from controller.reconciler import Caches, Reconciler, now_rfc3339
+from controller.reconciler import Reconciler, now_rfc3339
 from controller.registry import RegistryCleaner
 
 JSON = dict[str, Any]
 log = structlog.get_logger("manager")
 WORKER_SELECTOR = f"{naming.LABEL_APP}={naming.WORKER_APP}"
+CONFLICT_REQUEUE_SECONDS = 0.2  # a newer version exists: read it and decide again, soon
+RECONCILE_ID_BYTES = 4
+
+
+class KeyWorker:
+    """Takes keys from the queue until it shuts down; one reconcile per key (the queue never
+    hands one key to two workers), its outcome mapped to the queue's next step (module doc)."""
+
+    def __init__(
+        self,
+        queue: WorkQueue[ObjectKey],
+        reconcile: Callable[[ObjectKey], float | None],
+        metrics: Metrics,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._queue = queue
+        self._reconcile = reconcile
+        self._metrics = metrics
+        self._clock = clock
+
+    def run(self) -> None:
+        while True:
+            try:
+                key = self._queue.get()
+            except ShutDown:
+                return
+            if key is not None:
+                self.process(key)
+
+    def process(self, key: ObjectKey) -> None:
+        started = self._clock()
+        reconcile_id = secrets.token_hex(RECONCILE_ID_BYTES)
+        with structlog.contextvars.bound_contextvars(key=str(key), reconcile_id=reconcile_id):
+            try:
+                result = self._run(key)
+            finally:
+                self._queue.done(key)
+        self._metrics.reconciles.labels(key.kind, result).inc()
+        self._metrics.duration.labels(key.kind).observe(self._clock() - started)
+
+    def _run(self, key: ObjectKey) -> str:
+        """Reconciles and schedules what comes next; returns the metric's ``result`` label."""
+        try:
+            after = self._reconcile(key)
+        except NotFound as error:
+            self._queue.forget(key)
+            log.info("object gone, done", error=str(error))
+            return "notfound"
+        except Conflict:
+            self._queue.add_after(key, CONFLICT_REQUEUE_SECONDS)
+            return "conflict"
+        except Forbidden as error:
+            _log_forbidden(error, self._queue.retry_slowly(key))
+            return "forbidden"
+        except ControllerError as error:
+            delay = self._queue.retry(key)
+            log.warning("reconcile failed, retrying", error=str(error), retry_in=delay)
+            return "error"
+        except Exception:  # a bug: keep the worker, back off the key, show where it happened
+            delay = self._queue.retry(key)
+            log.exception("reconcile crashed, retrying", retry_in=delay)
+            return "error"
+        self._queue.forget(key)
+        if after:
+            self._queue.add_after(key, after)
+        return "ok"
+
+
+def _log_forbidden(error: Forbidden, retry_in: float) -> None:
+    permission = error.permission
+    if permission is None:  # a 403 of another cause: the API server's words are all there is
+        log.error("forbidden", error=str(error), retry_in=retry_in)
+    else:
+        log.error(
+            "forbidden: the controller's RBAC lacks a permission",
+            missing=str(permission),
+            error=str(error),
+            retry_in=retry_in,
+        )
 
 
 class Manager:
@@ -51,7 +147,7 @@ class Manager:
         self._uids: dict[str, ObjectKey] = {}
         self._uid_lock = threading.Lock()
         system = config.system_namespace
-        self.caches = Caches(
+        self.caches = InformerCaches(
             models=Informer(kube, MODELS, self._on_model("Model"), stop=self.stop),
             cluster_models=Informer(
                 kube, CLUSTER_MODELS, self._on_model("ClusterModel"), stop=self.stop
@@ -103,6 +199,7 @@ class Manager:
             if settings.leader_election.enabled
             else None
         )
+        self.worker = KeyWorker(self.queue, self.reconciler.reconcile, self.metrics)
         self.metrics.add_gauges(lambda: len(self.queue), self.dispatcher.running, self._phases)
 
     # ---- event handlers: map to keys, nothing else --------------------------------------------
@@ -171,37 +268,6 @@ class Manager:
         gated = [self.gates.pods] if self.gates is not None else []
         return [c.models, c.cluster_models, c.jobs, c.pods, *gated]
 
-    def _work(self) -> None:
-        while True:
-            try:
-                key = self.queue.get()
-            except ShutDown:
-                return
-            if key is None:
-                continue
-            self._process(key)
-
-    def _process(self, key: ObjectKey) -> None:
-        started, result = time.monotonic(), "ok"
-        try:
-            after = self.reconciler.reconcile(key)
-            self.queue.forget(key)
-            if after:
-                self.queue.add_after(key, after)
-        except Conflict:
-            result = "conflict"
-            self.queue.add_after(key, 0.2)  # a newer version exists; read it and decide again
-        except Exception as error:  # noqa: BLE001 - any failure: back off this key, keep the worker
-            result = "error"
-            delay = self.queue.retry(key)
-            log.warning(
-                "reconcile failed, retrying", key=str(key), error=str(error), retry_in=delay
-            )
-        finally:
-            self.queue.done(key)
-            self.metrics.reconciles.labels(key.kind, result).inc()
-            self.metrics.duration.labels(key.kind).observe(time.monotonic() - started)
-
     def _shutdown_queues(self) -> None:
         self.queue.shutdown()
         if self.gates is not None:
@@ -224,7 +290,7 @@ class Manager:
                     return 0
         log.info("reconciling", workers=self.config.controller.workers)
         workers = [
-            threading.Thread(target=self._work, name=f"reconcile-{i}", daemon=True)
+            threading.Thread(target=self.worker.run, name=f"reconcile-{i}", daemon=True)
             for i in range(self.config.controller.workers)
         ]
         for thread in workers:

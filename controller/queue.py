@@ -4,7 +4,8 @@
 - a key being processed is never handed to a second worker; events for it during processing
   mark it dirty and it is queued again when the first worker finishes;
 - ``add_after`` schedules a key for later (requeue-after, or backoff after an error);
-- per-key exponential backoff: ``retry`` delays base·2ⁿ up to a cap, ``forget`` resets it.
+- per-key exponential backoff: ``retry`` delays base·2ⁿ up to a cap, ``forget`` resets it;
+  ``retry_slowly`` waits the cap at once (a failure a quick retry cannot fix, such as RBAC).
 
 Time comes from an injectable clock so tests run without sleeping.
 """
@@ -76,6 +77,13 @@ class WorkQueue(Generic[K]):
         delay = float(min(self._base * (2**failures), self._max))
         self.add_after(key, delay)
         return delay
+
+    def retry_slowly(self, key: K) -> float:
+        """Schedules the key after the longest backoff delay (counting a failure); returns it."""
+        with self._cond:
+            self._failures[key] = self._failures.get(key, 0) + 1
+        self.add_after(key, self._max)
+        return self._max
 
     def forget(self, key: K) -> None:
         with self._cond:

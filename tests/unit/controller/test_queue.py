@@ -71,3 +71,21 @@ def test_shutdown_stops_waiting_workers() -> None:
     queue.shutdown()
     with pytest.raises(ShutDown):
         queue.get()
+
+
+def test_retry_slowly_waits_the_cap_at_once_and_counts_a_failure() -> None:
+    clock = FakeClock()
+    queue: WorkQueue[str] = WorkQueue(base_delay=1.0, max_delay=300.0, clock=clock)
+    assert queue.retry_slowly("a") == 300.0
+    assert queue.failures("a") == 1
+    clock.now += 299.9
+    assert queue.get(0) is None
+    clock.now += 0.1
+    assert queue.get(0) == "a"
+    assert queue.retry("a") == 2.0  # the backoff goes on from the failures counted
+
+
+def test_add_after_no_delay_is_an_add() -> None:
+    queue: WorkQueue[str] = WorkQueue(clock=FakeClock())
+    queue.add_after("a", 0)
+    assert queue.get(0) == "a"
