@@ -5,6 +5,11 @@ object's UID and retry value, so creating it again answers 409 and the existing 
 The retry value of the attempt is recorded on the object (annotation
 ``ai.deckhouse.io/retry-value``) before the Job is created, so a Failed object is retried only
 when the user sets a new ``ai.deckhouse.io/retry``.
+
+Admission to a slot is serialised (``admit``): the decision and the reservation of the slot
+happen under one lock, and the reservation counts as a running preparation until
+``create_job`` returns or raises, so two workers never both take the last slot while the
+API writes of a start run outside the lock.
 """
 
 from __future__ import annotations
@@ -14,9 +19,13 @@ import binascii
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
+import structlog
+
 from controller import naming
+from controller.caches import Caches
 from controller.config import Config
 from controller.errors import (
     ApiUnavailable,
@@ -29,13 +38,14 @@ from controller.errors import (
     KubeError,
 )
 from controller.jobs import JobRequest, build_job
-from controller.kube import JOBS, SECRETS, KubeClient, model_resource
+from controller.kube import JOBS, SECRETS, KubeApi, model_resource
 from controller.mountfrom import mount_candidates
-from controller.naming import ObjectKey
+from controller.naming import Kind, ObjectKey
 from controller.status import ready_condition
 
 JSON = dict[str, Any]
 ADOPTION_WINDOW_SECONDS = 30.0
+log = structlog.get_logger("dispatch")
 
 
 def is_finished(job: JSON) -> bool:
@@ -72,33 +82,57 @@ def _order(kind: str, obj: JSON) -> tuple[str, ...]:
     return (meta.get("creationTimestamp", ""), kind, meta.get("namespace") or "", meta["name"])
 
 
+def queue_place(position: int, running: int, limit: int) -> int:
+    """0 when the ``position``-th oldest waiting object may start with ``running`` of ``limit``
+    slots taken; else its place in the queue, from 1."""
+    free = limit - running
+    return 0 if position <= free else max(position - free, 1)
+
+
+@dataclass(frozen=True)
+class Queued:
+    """Not admitted: what the queued status shows."""
+
+    position: int
+    running: int
+    limit: int
+
+
 class Dispatcher:
     def __init__(
         self,
-        kube: KubeClient,
-        caches: Any,
+        kube: KubeApi,
+        caches: Caches,
         config: Config,
         build: Callable[[JobRequest, Config], JSON] = build_job,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._kube = kube
         self._build = build
         self._caches = caches
         self._config = config
+        self._monotonic = monotonic
+        self._admission = threading.Lock()
+        """Held while one admission is decided and its slot reserved; never across API calls."""
         self._lock = threading.Lock()
+        """Guards the fields below; held only for a moment."""
+        self._reserved: set[str] = set()
+        """Jobs admitted whose creation is in progress."""
         self._created: dict[str, float] = {}
         """Jobs created but perhaps not yet in the cache, so the slot count never undercounts."""
         self._version = 0
         self._order: tuple[int, dict[tuple[str, ...], int]] | None = None
 
     def running(self) -> int:
+        """Preparations holding a slot: unfinished Jobs, and Jobs being or just created."""
         jobs = {j["metadata"]["name"]: j for j in self._caches.jobs.items()}
-        now = time.monotonic()
+        now = self._monotonic()
         with self._lock:
             for name, at in list(self._created.items()):
                 if name in jobs or now - at > ADOPTION_WINDOW_SECONDS:
                     del self._created[name]
-            pending = len(self._created)
-        return pending + sum(1 for j in jobs.values() if not is_finished(j))
+            pending = (set(self._created) | self._reserved) - jobs.keys()
+        return len(pending) + sum(1 for j in jobs.values() if not is_finished(j))
 
     def invalidate(self, job_seen: str | None = None) -> None:
         """Called by the event handlers on any Model or Job change: the queue may differ. A Job
@@ -114,7 +148,7 @@ class Dispatcher:
         with self._lock:
             if self._order is not None and self._order[0] == self._version:
                 return self._order[1]
-            version, created = self._version, set(self._created)
+            version, created = self._version, set(self._created) | self._reserved
         system = self._config.system_namespace
         waiting = []
         for cache, kind in (
@@ -140,6 +174,22 @@ class Dispatcher:
         if position is None:  # not in the snapshot yet: behind everyone older
             position = 1 + sum(1 for entry in places if entry < mine)
         return position, self.running()
+
+    def admit(self, key: ObjectKey, obj: JSON, retry: str) -> Queued | None:
+        """``None`` when ``obj`` may start its Job now: a slot is then reserved for it until
+        ``create_job`` (which must follow) returns or raises. Otherwise its place in the queue.
+        Only the decision is serialised, so two workers never both take the last slot."""
+        name = naming.job_name(obj["metadata"]["uid"], retry)
+        limit = self._config.worker.max_concurrent
+        with self._admission:
+            position, running = self.queue_position(key, obj)
+            place = queue_place(position, running, limit)
+            if place:
+                return Queued(place, running, limit)
+            with self._lock:
+                self._reserved.add(name)
+                self._version += 1
+        return None
 
     def _read_token(self, key: ObjectKey, obj: JSON) -> str | None:
         """The base64 token of the ``authSecretRef`` Secret (``None`` without one)."""
@@ -194,7 +244,7 @@ class Dispatcher:
         yet: a reconcile in that window must not start it again."""
         with self._lock:
             at = self._created.get(name)
-        return at is not None and time.monotonic() - at <= ADOPTION_WINDOW_SECONDS
+        return at is not None and self._monotonic() - at <= ADOPTION_WINDOW_SECONDS
 
     def record_attempt(self, key: ObjectKey, obj: JSON, retry: str) -> JSON:
         """Marks ``retry`` as attempted on the object; returns the object as updated. The empty
@@ -208,47 +258,74 @@ class Dispatcher:
         )
 
     def create_job(self, key: ObjectKey, obj: JSON, retry: str) -> JSON:
-        """Creates (or adopts) the attempt's Job; returns the object as updated.
+        """Creates (or adopts) the attempt's Job; returns the object as updated. Ends the
+        slot's reservation of ``admit``: the Job counts as created, or the slot is free again.
 
         The Job is rendered before anything is written, so a Job that cannot be rendered
         (``JobRenderFailed``) leaves no token Secret behind; nor does a Job the API server
         refuses to create."""
-        meta, system = obj["metadata"], self._config.system_namespace
-        name = naming.job_name(meta["uid"], retry)
-        token = self._read_token(key, obj)
-        token_secret = naming.token_secret_name(name) if token else None
-        request = JobRequest(
-            name=name,
-            namespace=system,
+        name = naming.job_name(obj["metadata"]["uid"], retry)
+        token_secret: str | None = None
+        created = False
+        try:
+            token = self._read_token(key, obj)
+            token_secret = naming.token_secret_name(name) if token else None
+            manifest = self._build(self._request(key, obj, retry, token_secret), self._config)
+            obj = self.record_attempt(key, obj, retry)
+            if token_secret and token:
+                self._write_token(key, obj, token_secret, token)
+            job = self._submit(key, manifest, name, token_secret)
+            created = True
+        finally:
+            with self._lock:
+                self._reserved.discard(name)
+                if created:
+                    self._created[name] = self._monotonic()
+                self._version += 1
+        if token_secret and job:
+            uid = job["metadata"]["uid"]
+            owner = {"apiVersion": "batch/v1", "kind": "Job", "name": name, "uid": uid}
+            self._kube.merge_patch(
+                SECRETS,
+                token_secret,
+                {"metadata": {"ownerReferences": [owner]}},
+                self._config.system_namespace,
+            )
+        return obj
+
+    def _request(
+        self, key: ObjectKey, obj: JSON, retry: str, token_secret: str | None
+    ) -> JobRequest:
+        meta, url = obj["metadata"], obj["spec"]["source"]["url"]
+        prepared: list[tuple[Kind, JSON]] = [
+            *(("Model", m) for m in self._caches.models.items()),
+            *(("ClusterModel", c) for c in self._caches.cluster_models.items()),
+        ]
+        registry = self._config.registry
+        return JobRequest(
+            name=naming.job_name(meta["uid"], retry),
+            namespace=self._config.system_namespace,
             owner_kind=key.kind,
             owner_uid=meta["uid"],
             owner_namespace=key.namespace,
             owner_name=key.name,
             retry=retry,
-            source_url=obj["spec"]["source"]["url"],
-            destination=naming.artifact_reference(
-                self._config.registry.host, self._config.registry.prefix, key, meta["uid"]
-            ),
+            source_url=url,
+            destination=naming.artifact_reference(registry.host, registry.prefix, key, meta["uid"]),
             token_secret=token_secret,
             owner_reference=self._owner_reference(key, obj),
-            mount_from=mount_candidates(
-                obj["spec"]["source"]["url"],
-                meta["uid"],
-                [
-                    *(("Model", m) for m in self._caches.models.items()),
-                    *(("ClusterModel", c) for c in self._caches.cluster_models.items()),
-                ],
-                self._config.registry.prefix,
-            ),
+            mount_from=mount_candidates(url, meta["uid"], prepared, registry.prefix),
         )
-        manifest = self._build(request, self._config)
-        obj = self.record_attempt(key, obj, retry)
-        if token_secret and token:
-            self._write_token(key, obj, token_secret, token)
+
+    def _submit(self, key: ObjectKey, manifest: JSON, name: str, token_secret: str | None) -> JSON:
+        """Creates the Job; adopts it when it exists already (409). Returns it (empty when it
+        vanished right after the 409)."""
+        system = self._config.system_namespace
         try:
             job = self._kube.create(JOBS, manifest, system)
         except Conflict:
-            job = self._kube.get(JOBS, name, system) or {}
+            log.info("preparation Job adopted", key=str(key), job=f"{system}/{name}")
+            return self._kube.get(JOBS, name, system) or {}
         except ApiUnavailable:
             raise  # the Job may exist after all: the retry adopts it and needs the Secret
         except KubeError as error:
@@ -257,20 +334,8 @@ class Dispatcher:
             if error.status in (400, 422):  # the API server found the rendered Job invalid
                 raise JobRenderFailed(f"the API server rejected the Job: {error}") from error
             raise
-        with self._lock:
-            self._created[name] = time.monotonic()
-            self._version += 1
-        if token_secret and job:
-            owner = {
-                "apiVersion": "batch/v1",
-                "kind": "Job",
-                "name": name,
-                "uid": job["metadata"]["uid"],
-            }
-            self._kube.merge_patch(
-                SECRETS, token_secret, {"metadata": {"ownerReferences": [owner]}}, system
-            )
-        return obj
+        log.info("preparation Job created", key=str(key), job=f"{system}/{name}")
+        return job
 
     @staticmethod
     def _owner_reference(key: ObjectKey, obj: JSON) -> JSON | None:

@@ -12,7 +12,7 @@ from typing import Any
 import structlog
 
 from controller.errors import KubeError
-from controller.kube import EVENTS, KubeClient
+from controller.kube import EVENTS, KubeApi
 
 log = structlog.get_logger("events")
 COMPONENT = "ai-models-controller"
@@ -23,7 +23,7 @@ MAX_MESSAGE = 4096
 
 
 class EventRecorder:
-    def __init__(self, kube: KubeClient) -> None:
+    def __init__(self, kube: KubeApi) -> None:
         self._kube = kube
 
     def emit(self, obj: dict[str, Any], event_type: str, reason: str, message: str) -> None:

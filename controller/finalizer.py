@@ -12,28 +12,43 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
+
+import structlog
 
 from controller import naming, status
+from controller.caches import Caches
 from controller.config import Config
 from controller.errors import KubeError, RegistryError
 from controller.events import EventRecorder
-from controller.kube import JOBS, SECRETS, KubeClient, model_resource
+from controller.kube import JOBS, SECRETS, KubeApi, model_resource
 from controller.naming import ObjectKey
-from controller.registry import RegistryCleaner
 
 JSON = dict[str, Any]
 StatusWriter = Callable[[ObjectKey, JSON, JSON], JSON | None]
 POD_WAIT_SECONDS = 2.0
+log = structlog.get_logger("finalizer")
+
+
+class ManifestStore(Protocol):
+    """The registry as finalization needs it (``controller.registry.RegistryCleaner``)."""
+
+    def resolve(self, repository: str, tag: str) -> str | None:
+        """The digest ``tag`` points at; ``None`` when there is none."""
+        ...
+
+    def delete(self, repository: str, digest: str) -> bool:
+        """Deletes the manifest; ``False`` when it was already gone."""
+        ...
 
 
 class Finalizer:
     def __init__(
         self,
-        kube: KubeClient,
-        caches: Any,
+        kube: KubeApi,
+        caches: Caches,
         config: Config,
-        registry: RegistryCleaner | None,
+        registry: ManifestStore | None,
         events: EventRecorder,
         clock: Callable[[], str],
     ) -> None:
@@ -55,6 +70,8 @@ class Finalizer:
         """Writes phase Deleting with ``message``; returns the object as it now is."""
         old = obj.get("status") or {}
         desired = status.deleting(old, obj["metadata"].get("generation", 1), self._now(), message)
+        if old.get("artifact"):  # the digest in status finds the manifest: keep it until then
+            desired["artifact"] = old["artifact"]
         return write(key, obj, desired) or obj
 
     def finalize(self, key: ObjectKey, obj: JSON, write: StatusWriter) -> float | None:
@@ -81,6 +98,7 @@ class Finalizer:
             self._kube.delete(SECRETS, secret["metadata"]["name"], system)
         removed = self._delete_artifact(key, obj, write)
         self._release(key, obj)
+        log.info("finalized", key=str(key), artifacts=removed)
         what = f"artifact {', '.join(removed)} removed" if removed else "no artifact to remove"
         self._events.emit(obj, "Normal", "Deleted", f"preparation Job and Secrets removed; {what}")
         return None

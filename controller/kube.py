@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlencode
 
 import urllib3
@@ -61,6 +61,45 @@ LEASES = Resource("coordination.k8s.io", "v1", "leases", "Lease", True)
 def model_resource(kind: str) -> Resource:
     """The resource of a Model or ClusterModel, by kind."""
     return MODELS if kind == "Model" else CLUSTER_MODELS
+
+
+class KubeApi(Protocol):
+    """The facade's interface: what the controller asks of the API server. ``KubeClient`` is
+    the real one; unit tests use an in-memory fake with the same semantics
+    (``tests/unit/controller/fakekube.py``). Every failure is an error of ``controller.errors``."""
+
+    def list(
+        self, res: Resource, namespace: str | None = None, label_selector: str | None = None
+    ) -> tuple[list[JSON], str]: ...
+
+    def watch(
+        self,
+        res: Resource,
+        resource_version: str,
+        namespace: str | None = None,
+        label_selector: str | None = None,
+        timeout_seconds: int = 300,
+    ) -> Iterator[tuple[str, JSON]]: ...
+
+    def get(self, res: Resource, name: str, namespace: str | None = None) -> JSON | None: ...
+
+    def create(self, res: Resource, body: JSON, namespace: str | None = None) -> JSON: ...
+
+    def merge_patch(
+        self, res: Resource, name: str, patch: JSON, namespace: str | None = None, sub: str = ""
+    ) -> JSON: ...
+
+    def replace(
+        self, res: Resource, name: str, body: JSON, namespace: str | None = None, sub: str = ""
+    ) -> JSON: ...
+
+    def delete(
+        self,
+        res: Resource,
+        name: str,
+        namespace: str | None = None,
+        propagation: str = "Background",
+    ) -> bool: ...
 
 
 def load_api_client(kubeconfig: str | None = None) -> k8s.ApiClient:

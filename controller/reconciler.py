@@ -3,7 +3,11 @@
 Observe reads the informer caches (the object, its Job, the Job's pods); decide is the pure
 code of ``status``/``outcome``; act writes through the facade: finalizer, Job (+ token Secret),
 status when it changed, Events. The outcome is ``None`` (done) or seconds to requeue after;
-an exception makes the runner retry the key with backoff.
+errors are raised for the runner to map (``NotFound``: the object went away mid-reconcile,
+done; ``Conflict``: again soon; ``Forbidden``: logged loudly; the rest: per-key backoff).
+
+Workers reconcile different keys at once. Only the admission to a preparation slot is
+serialised (``Dispatcher.admit``); the API writes of a start run outside that lock.
 """
 
 from __future__ import annotations
@@ -11,21 +15,19 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import random
-import threading
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import structlog
 
 from controller import naming, status
+from controller.caches import Caches
 from controller.config import Config
 from controller.dispatch import Dispatcher
 from controller.errors import Conflict, JobRenderFailed, PreparationBlocked
 from controller.events import EventRecorder
 from controller.finalizer import Finalizer
-from controller.informer import Informer
-from controller.kube import KubeClient, model_resource
+from controller.kube import KubeApi, model_resource
 from controller.naming import ObjectKey
 from controller.outcome import Failed, Running, Settling, Succeeded, job_outcome
 
@@ -41,28 +43,6 @@ MAX_MESSAGE = 1024  # of a render failure's detail in the condition message
 QUEUED_RECHECK_SECONDS = 300.0  # slots freeing wake queued objects at once (manager)
 
 
-@dataclass
-class Caches:
-    models: Informer
-    cluster_models: Informer
-    jobs: Informer
-    pods: Informer
-
-    def object(self, key: ObjectKey) -> JSON | None:
-        informer = self.models if key.kind == "Model" else self.cluster_models
-        return informer.get(f"{key.namespace}/{key.name}")
-
-    def job(self, namespace: str, name: str) -> JSON | None:
-        return self.jobs.get(f"{namespace}/{name}")
-
-    def pods_of(self, job_name: str) -> list[JSON]:
-        return [
-            p
-            for p in self.pods.items()
-            if p["metadata"].get("labels", {}).get("job-name") == job_name
-        ]
-
-
 def now_rfc3339() -> str:
     return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -70,7 +50,7 @@ def now_rfc3339() -> str:
 class Reconciler:
     def __init__(
         self,
-        kube: KubeClient,
+        kube: KubeApi,
         caches: Caches,
         config: Config,
         dispatcher: Dispatcher,
@@ -89,7 +69,6 @@ class Reconciler:
         self._now = clock
         self._on_published = on_published
         self._jitter = jitter
-        self._slots = threading.Lock()
         self._rechecks: dict[ObjectKey, int] = {}
         """Rechecks in a row of an object blocked on its auth Secret (for the backoff)."""
 
@@ -110,7 +89,8 @@ class Reconciler:
                 f"spec.source.{kind} is not handled by this controller version yet; "
                 "no preparation Job was created"
             )
-            self._write(key, obj, status.blocked, "SourceKindNotSupported", message)
+            desired = status.blocked(*self._base(obj), "SourceKindNotSupported", message)
+            self._write_status(key, obj, desired)
             return None
         old = obj.get("status") or {}
         retry = (meta.get("annotations") or {}).get(naming.RETRY_ANNOTATION, "")
@@ -151,37 +131,35 @@ class Reconciler:
             model_resource(key.kind), key.name, body, key.namespace or None, "status"
         )
 
-    def _write(
-        self, key: ObjectKey, obj: JSON, builder: Callable[..., JSON], *args: Any
-    ) -> JSON | None:
-        old = obj.get("status") or {}
-        desired = builder(old, obj["metadata"].get("generation", 1), self._now(), *args)
-        return self._write_status(key, obj, desired)
+    def _base(self, obj: JSON) -> tuple[JSON, int, str]:
+        """What every ``status`` builder starts from: the old status, the generation, now."""
+        return obj.get("status") or {}, obj["metadata"].get("generation", 1), self._now()
 
     # ---- start: a slot, a Job ------------------------------------------------------------------
 
     def _start(self, key: ObjectKey, obj: JSON, retry: str) -> float | None:
-        with self._slots:
-            position, running = self._dispatch.queue_position(key, obj)
-            limit = self._config.worker.max_concurrent
-            if position > limit - running:
-                queue_at = max(position - (limit - running), 1)
-                self._write(key, obj, status.queued, queue_at, running, limit)
-                return QUEUED_RECHECK_SECONDS
-            try:
-                obj = self._dispatch.create_job(key, obj, retry)
-            except PreparationBlocked as blocked:
-                return self._blocked(key, obj, blocked)
-            except JobRenderFailed as failure:
-                self._render_failed(key, obj, retry, failure)
-                return None
+        # Admission is decided (and the slot reserved) under the dispatcher's lock; the writes
+        # that follow run outside it, so workers starting other objects do not wait on them.
+        queued = self._dispatch.admit(key, obj, retry)
+        if queued is not None:
+            desired = status.queued(*self._base(obj), queued.position, queued.running, queued.limit)
+            self._write_status(key, obj, desired)
+            return QUEUED_RECHECK_SECONDS
+        try:
+            obj = self._dispatch.create_job(key, obj, retry)
+        except PreparationBlocked as blocked:
+            return self._blocked(key, obj, blocked)
+        except JobRenderFailed as failure:
+            self._render_failed(key, obj, retry, failure)
+            return None
         self._rechecks.pop(key, None)
         job = f"{self._config.system_namespace}/{naming.job_name(obj['metadata']['uid'], retry)}"
         url = obj["spec"]["source"].get("url")
         self._events.emit(obj, "Normal", "PreparationStarted", f"preparing {url} in Job {job}")
+        desired = status.publishing(*self._base(obj), None, None, "Publishing", job)
         # On a conflict a newer version of the object is coming; its reconcile writes the status.
         with contextlib.suppress(Conflict):
-            self._write(key, obj, status.publishing, None, None, "Publishing", job)
+            self._write_status(key, obj, desired)
         return None
 
     def _blocked(self, key: ObjectKey, obj: JSON, blocked: PreparationBlocked) -> float:
@@ -189,10 +167,12 @@ class Reconciler:
         recheck after 2 s, doubling up to 30 s, each ±20 %."""
         before = status.ready_condition(obj)
         message = str(blocked)
-        if self._write(key, obj, status.blocked, blocked.reason, message) and (
+        desired = status.blocked(*self._base(obj), blocked.reason, message)
+        if self._write_status(key, obj, desired) and (
             before.get("reason"),
             before.get("message"),
         ) != (blocked.reason, message):
+            log.info("preparation blocked", key=str(key), reason=blocked.reason)
             self._events.emit(obj, "Warning", blocked.reason, message)
         checks = self._rechecks.get(key, 0)
         self._rechecks[key] = checks + 1
@@ -211,7 +191,7 @@ class Reconciler:
             f"the preparation Job could not be created: {failure}"[:MAX_MESSAGE]
             + f"; set a new {naming.RETRY_ANNOTATION} annotation value to try again"
         )
-        if self._write(key, obj, status.failed, failure.reason, message):
+        if self._write_status(key, obj, status.failed(*self._base(obj), failure.reason, message)):
             self._events.emit(obj, "Warning", "PreparationFailed", f"{failure.reason}: {message}")
 
     # ---- mirror: the Job's progress and verdict --------------------------------------------------
@@ -225,15 +205,19 @@ class Reconciler:
         if isinstance(outcome, Running):
             self._running(key, obj, outcome, where)
         elif isinstance(outcome, Succeeded):
-            if self._write(key, obj, status.ready, outcome.result):
+            if self._write_status(key, obj, status.ready(*self._base(obj), outcome.result)):
                 artifact = outcome.result.artifact
+                log.info("model published", key=str(key), job=where, digest=artifact.digest)
                 self._events.emit(obj, "Normal", "Published", f"published {artifact.digest}")
                 self._on_published(artifact.size_bytes or 0)
-        elif isinstance(outcome, Failed) and self._write(
-            key, obj, status.failed, outcome.reason, outcome.message
-        ):
-            message = status.with_log(f"{outcome.reason}: {outcome.message}", where, outcome.log)
-            self._events.emit(obj, "Warning", "PreparationFailed", message)
+        elif isinstance(outcome, Failed):
+            desired = status.failed(*self._base(obj), outcome.reason, outcome.message)
+            if self._write_status(key, obj, desired):
+                log.info("preparation failed", key=str(key), job=where, reason=outcome.reason)
+                message = status.with_log(
+                    f"{outcome.reason}: {outcome.message}", where, outcome.log
+                )
+                self._events.emit(obj, "Warning", "PreparationFailed", message)
         return None
 
     def _running(self, key: ObjectKey, obj: JSON, outcome: Running, job: str) -> None:
@@ -242,9 +226,8 @@ class Reconciler:
         reason = last.reason if note and last else "Publishing"
         old_message = str(status.ready_condition(obj).get("message", ""))
         waiting = outcome.retry_in is not None
-        written = self._write(
-            key, obj, status.publishing, outcome.progress, note, reason, job, waiting
-        )
+        desired = status.publishing(*self._base(obj), outcome.progress, note, reason, job, waiting)
+        written = self._write_status(key, obj, desired)
         counted = f"(attempt {outcome.attempt} of {outcome.attempts})"
         if written and note and last and counted not in old_message:
             self._events.emit(obj, "Warning", "Retrying", status.with_log(note, job, last.log))
