@@ -50,7 +50,7 @@ def test_a_stopped_node_leaves_the_host_as_it_found_it(
         wait_for(lambda: pod_phase(control_plane) == "Running", 60)
         changed = before.leftovers(tmp_path)
         live = processes_of_run(tmp_path, node.socket)
-    # While it ran, the node changed the host the way a kubelet does (docs/testing.md, the real node) ...
+    # While it ran, the node changed the host the way a kubelet does (docs/testing.md) ...
     kinds = {entry.split()[0] for entry in changed}
     assert {"mount", "cgroup"} <= kinds, changed
     assert any(entry.endswith("chain KUBE-FIREWALL") for entry in changed), changed
