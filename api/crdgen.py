@@ -24,6 +24,7 @@ from pydantic import BaseModel
 from api.catalog import ModelCatalogSource
 from api.meta import GROUP, VERSION
 from api.model import ClusterModel, Model
+from api.protocol import ANNOTATION_CLUSTER_MODEL, ANNOTATION_MODEL
 
 KEPT_KEYWORDS = (
     "type",
@@ -42,12 +43,12 @@ KIND_DESCRIPTIONS = {
     "Model": (
         "Model describes one namespace-scoped model prepared from a remote source, upload "
         "session, or external catalog. Workloads in the same namespace consume it with the "
-        "top-level annotation ai.deckhouse.io/model after the model gets status.phase=Ready."
+        f"top-level annotation {ANNOTATION_MODEL} after the model gets status.phase=Ready."
     ),
     "ClusterModel": (
         "ClusterModel describes one cluster-scoped shared model prepared from a remote source or "
         "external catalog. Workloads consume it with the top-level annotation "
-        "ai.deckhouse.io/clustermodel after the model gets status.phase=Ready."
+        f"{ANNOTATION_CLUSTER_MODEL} after the model gets status.phase=Ready."
     ),
     "ModelCatalogSource": (
         "ModelCatalogSource describes an external ClusterModel catalog. The controller can import "

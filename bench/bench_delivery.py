@@ -1,16 +1,18 @@
-"""Delivery benchmark: ``materialize-pod`` through the node cache (cold, then warm) against a raw
-HTTP GET of the same blob straight from the registry, in one run; prints wall time, throughput,
+"""Delivery benchmark: ``materialize-pod`` through the node cache (cold, then warm) against
+fetching the same blob straight from the registry (``oras blob fetch`` when hack/build-peers.sh
+built it, a raw HTTP GET, ``materialize``), in one run; prints wall time, throughput, CPU time,
 peak RSS and the ratios.
 
-A ~SIZE MiB random weight (plus a config) is pushed into a fresh local docker-registry. The
+A SIZE MiB random weight (plus a config) is pushed into a fresh local docker-registry. The
 delivery endpoint runs in its own process (``--serve``) with a gate that allows everything:
 authorization costs one cached TokenReview per pod and is not what is measured here (the
-integration tests cover it). Each client runs in its own process; its peak RSS comes from
-``os.wait4``, the endpoint's from its ``/proc/<pid>/status`` VmHWM. The baseline GETs the blob,
-hashes it and writes it to disk (what a verifying client does: ``oras blob fetch`` checks the
-digest too).
+integration tests cover it). Each client runs in its own process; its peak RSS and CPU time
+come from ``os.wait4``, the endpoint's from ``/proc/<pid>``. The raw GET hashes the blob and
+writes it to disk, as a verifying client does (``oras blob fetch`` checks the digest too).
+``--registry-mbps`` puts the registry behind a link of that bandwidth (``bench_delivery_link``):
+on loopback it is as fast as a local disk, on a cluster it is across a network.
 
-    .venv/bin/python bench/bench_delivery.py [--size-mib 1024]
+    .venv/bin/python bench/bench_delivery.py [--size-mib 1024] [--rounds 3] [--registry-mbps N]
 
 Not a test: figures vary with the machine; docs/performance.md records them.
 """
@@ -32,6 +34,9 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
+
+from bench_delivery_link import SlowLink  # noqa: E402
 
 from tests.ground.registry import run_registry  # noqa: E402
 
@@ -51,7 +56,7 @@ def serve(registry_host: str, manifest_digest: str, cache: Path, budget: int) ->
     from delivery.metrics import DeliveryMetrics
     from delivery.server import DeliveryServer
     from delivery.upstream import Upstream
-    from worker.oci.registry import RegistryClient, RegistrySettings
+    from oci.registry import RegistryClient, RegistrySettings
 
     class OpenGate(Gatekeeper):
         def __init__(self, upstream: Upstream) -> None:
@@ -66,9 +71,7 @@ def serve(registry_host: str, manifest_digest: str, cache: Path, budget: int) ->
             blobs = manifest_blobs(self.upstream.manifest(REPOSITORY, manifest_digest).data)
             return Grant(REPOSITORY, blobs[target.digest].size)
 
-    client = RegistryClient(
-        registry_host, insecure=True, settings=RegistrySettings(chunk_size=4 * MIB)
-    )
+    client = RegistryClient(registry_host, insecure=True, settings=RegistrySettings())
     metrics = DeliveryMetrics()
     server = DeliveryServer(
         "127.0.0.1", 0, OpenGate(Upstream(client, "unused")), BlobStore(cache, budget, metrics),
@@ -81,8 +84,8 @@ def serve(registry_host: str, manifest_digest: str, cache: Path, budget: int) ->
 # ---- measuring ----------------------------------------------------------------------------------
 
 
-def run_measured(argv: list[str], env: dict[str, str]) -> tuple[float, float]:
-    """(wall seconds, peak RSS MiB) of one process."""
+def run_measured(argv: list[str], env: dict[str, str]) -> tuple[float, float, float]:
+    """(wall seconds, peak RSS MiB, CPU seconds user + system) of one process."""
     started = time.perf_counter()
     process = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     _, status, usage = os.wait4(process.pid, 0)
@@ -91,7 +94,13 @@ def run_measured(argv: list[str], env: dict[str, str]) -> tuple[float, float]:
     process.returncode = os.waitstatus_to_exitcode(status)
     if process.returncode != 0:
         raise RuntimeError(f"{argv[:3]} failed: {out.decode()[-2000:]} {err.decode()[-2000:]}")
-    return wall, usage.ru_maxrss / 1024
+    return wall, usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds a running process has used (``/proc/<pid>/stat``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 RAW_GET = """
@@ -102,7 +111,7 @@ hasher = hashlib.sha256()
 with requests.get(url, stream=True, timeout=300, headers=headers) as response, \
         open(out, "wb") as file:
     response.raise_for_status()
-    for piece in response.iter_content(4 << 20):
+    for piece in response.iter_content(1 << 20):
         hasher.update(piece)
         file.write(piece)
 assert "sha256:" + hasher.hexdigest() == digest
@@ -158,18 +167,26 @@ def vm_hwm_mib(pid: int) -> float:
     return 0.0
 
 
-LABELS = (
-    "raw GET from the registry",
-    "materialize straight from the registry",
-    "materialize-pod, cold cache",
-    "materialize-pod, warm cache",
-    "raw GET through the warm cache",
-)
+RAW = "raw GET from the registry"
+ORAS = "oras blob fetch from the registry"
+DIRECT = "materialize straight from the registry"
+COLD = "materialize-pod, cold cache"
+WARM = "materialize-pod, warm cache"
+RAW_WARM = "raw GET through the warm cache"
 
 
-def bench(size_mib: int, rounds: int) -> dict[str, Any]:
-    """``rounds`` rounds of the four runs, in turn (the machine is shared: alternating evens
-    out the load of other jobs); each round's endpoint starts on an empty cache."""
+def find_oras() -> str | None:
+    """The ORAS CLI of hack/build-peers.sh ($AI_MODELS_PEERS_BIN, else its cache), if built."""
+    cache = Path(os.environ.get("AI_MODELS_CACHE", Path.home() / ".cache" / "ai-models"))
+    folder = Path(os.environ.get("AI_MODELS_PEERS_BIN", cache / "peers" / "bin"))
+    found = folder / "oras"
+    return str(found) if found.is_file() else shutil.which("oras")
+
+
+def bench(size_mib: int, rounds: int, mbps: float | None) -> dict[str, Any]:
+    """``rounds`` rounds of the runs, in turn (the machine is shared: alternating evens out the
+    load of other jobs); each round's endpoint starts on an empty cache. With ``mbps``, every
+    fetch from the registry (the direct ones and the cold cache's) crosses a ``SlowLink``."""
     work = Path(tempfile.mkdtemp(prefix="bench-delivery-"))
     try:
         weight = work / "weight.bin"
@@ -177,19 +194,22 @@ def bench(size_mib: int, rounds: int) -> dict[str, Any]:
         with run_registry(work / "registry") as registry:
             manifest = push(registry.url, weight, weight_digest)
             weight.unlink()
-            runs: dict[str, list[dict[str, float]]] = {label: [] for label in LABELS}
+            link = SlowLink(registry.host, mbps) if mbps else None
+            origin = link.host if link else registry.host
+            runs: dict[str, list[dict[str, float]]] = {}
             endpoint_rss = []
             for round_ in range(rounds):
                 cache = work / f"cache-{round_}"
                 endpoint = subprocess.Popen(
-                    [sys.executable, __file__, "--serve", registry.host, manifest, str(cache),
+                    [sys.executable, __file__, "--serve", origin, manifest, str(cache),
                      str(4 * size_mib * MIB)],
                     stdout=subprocess.PIPE, env={**os.environ, "PYTHONPATH": str(REPO)},
                 )  # fmt: skip
                 try:
                     port = int(endpoint.stdout.readline())  # type: ignore[union-attr]
-                    for label, run in measure(work, registry, port, manifest, weight_digest):
-                        runs[label].append(run)
+                    measured = measure(work, origin, endpoint.pid, port, manifest, weight_digest)
+                    for label, run in measured:
+                        runs.setdefault(label, []).append(run)
                     endpoint_rss.append(round(vm_hwm_mib(endpoint.pid)))
                 finally:
                     endpoint.terminate()
@@ -201,50 +221,69 @@ def bench(size_mib: int, rounds: int) -> dict[str, Any]:
 
 
 def summary(runs: dict[str, list[dict[str, float]]], endpoint_rss: list[int]) -> dict[str, Any]:
-    def median_wall(label: str) -> float:
-        return statistics.median(r["wall s"] for r in runs[label])
-
-    raw, direct, cold, warm, raw_warm = (median_wall(label) for label in LABELS)
+    wall = {label: statistics.median(r["wall s"] for r in done) for label, done in runs.items()}
+    # The baseline is the faster of the two direct fetches (oras when it was built).
+    baseline = min(wall[RAW], wall.get(ORAS, wall[RAW]))
+    cold, warm = wall[COLD], wall[WARM]
     return {
         "runs": runs,
-        "median wall s": {label: median_wall(label) for label in LABELS},
+        "median wall s": wall,
+        "median CPU s, client + endpoint": {
+            label: round(
+                statistics.median(r["client CPU s"] + r["endpoint CPU s"] for r in done), 2
+            )
+            for label, done in runs.items()
+        },
         "endpoint peak RSS MiB": endpoint_rss,
         "ratios (throughput, medians)": {
-            "cold cache vs raw GET": round(raw / cold, 2),
-            "cold cache vs materialize straight from the registry": round(direct / cold, 2),
+            "cold cache vs the faster direct fetch": round(baseline / cold, 2),
+            "cold cache vs raw GET": round(wall[RAW] / cold, 2),
+            "cold cache vs materialize straight from the registry": round(wall[DIRECT] / cold, 2),
             "warm cache vs cold cache": round(cold / warm, 2),
-            "warm cache vs raw GET": round(raw / warm, 2),
-            "raw GET through the warm cache vs from the registry": round(raw / raw_warm, 2),
+            "warm cache vs the faster direct fetch": round(baseline / warm, 2),
+            "raw GET through the warm cache vs from the registry": round(
+                wall[RAW] / wall[RAW_WARM], 2
+            ),
         },
     }
 
 
 def measure(
-    work: Path, registry: Any, port: int, manifest: str, weight: str
+    work: Path, origin: str, endpoint: int, port: int, manifest: str, weight: str
 ) -> list[tuple[str, dict[str, float]]]:
+    """Each run once; ``origin`` is the registry's ``host:port`` (or the link's in front)."""
     token, digests = work / "token", work / "digests"
     token.write_text("bench.token")
     digests.write_text(json.dumps([{"kind": "ClusterModel", "name": "m", "digest": manifest}]))
     env = {"PATH": os.environ["PATH"], "HOME": str(work), "POD_NAMESPACE": "bench"}
     pod = [str(WORKER), "materialize-pod", "--digests", str(digests), "--token", str(token),
            "--endpoint", f"http://127.0.0.1:{port}", "--to"]  # fmt: skip
+    blob_url = f"/v2/{REPOSITORY}/blobs/{weight}"
     argvs = {
-        LABELS[0]: [sys.executable, "-c", RAW_GET,
-                    f"{registry.url}/v2/{REPOSITORY}/blobs/{weight}", weight],
-        LABELS[1]: [str(WORKER), "materialize", f"{registry.host}/{REPOSITORY}@{manifest}", "--to"],
-        LABELS[2]: pod,
-        LABELS[3]: pod,
-        LABELS[4]: [sys.executable, "-c", RAW_GET,
-                    f"http://127.0.0.1:{port}/v2/clustermodel/m/blobs/{weight}", weight, "t"],
+        RAW: [sys.executable, "-c", RAW_GET, f"http://{origin}{blob_url}", weight],
+        DIRECT: [str(WORKER), "materialize", f"{origin}/{REPOSITORY}@{manifest}", "--to"],
+        COLD: pod,
+        WARM: pod,
+        RAW_WARM: [sys.executable, "-c", RAW_GET,
+                   f"http://127.0.0.1:{port}/v2/clustermodel/m/blobs/{weight}", weight, "t"],
     }  # fmt: skip
+    oras = find_oras()
+    if oras is not None:
+        fetch = [oras, "blob", "fetch", "--plain-http", f"{origin}/{REPOSITORY}@{weight}"]
+        argvs = {ORAS: [*fetch, "--output"], **argvs}
     results = []
     for label, argv in argvs.items():
         out = work / "out"
         run_env = {**env, "AI_MODELS_REGISTRY_INSECURE": "1"}
-        wall, rss = run_measured([*argv, str(out)], run_env)
+        endpoint_cpu = cpu_seconds(endpoint)
+        wall, rss, cpu = run_measured([*argv, str(out)], run_env)
+        endpoint_cpu = cpu_seconds(endpoint) - endpoint_cpu
         size = _size(out)
-        results.append((label, {"wall s": round(wall, 2), "MB/s": round(size / wall / 1e6),
-                                "peak RSS MiB": round(rss)}))  # fmt: skip
+        results.append((label, {
+            "wall s": round(wall, 2), "MB/s": round(size / wall / 1e6),
+            "peak RSS MiB": round(rss), "client CPU s": round(cpu, 2),
+            "endpoint CPU s": round(endpoint_cpu, 2),
+        }))  # fmt: skip
         shutil.rmtree(out) if out.is_dir() else out.unlink()
     return results
 
@@ -263,8 +302,13 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--size-mib", type=int, default=1024)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--registry-mbps", type=float, help="the registry behind a link of this many Mbit/s"
+    )
     args = parser.parse_args()
-    print(json.dumps({"size MiB": args.size_mib, **bench(args.size_mib, args.rounds)}, indent=2))
+    result = bench(args.size_mib, args.rounds, args.registry_mbps)
+    link = {"registry link Mbit/s": args.registry_mbps or "loopback"}
+    print(json.dumps({"size MiB": args.size_mib, **link, **result}, indent=2))
 
 
 if __name__ == "__main__":

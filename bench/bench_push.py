@@ -46,8 +46,8 @@ def push_with_oras(host: str, path: Path) -> None:
 
 def push_with_ours(host: str, path: Path, chunk_mib: int, digest: str | None) -> None:
     from api.model import ResolvedMetadata
+    from oci.registry import RegistrySettings
     from worker.oci.publish import publish
-    from worker.oci.registry import RegistrySettings
     from worker.plan import PlannedFile, SourcePlan
 
     class FileSource:

@@ -1,4 +1,5 @@
-"""What a reconcile observes: the informer caches of Models, ClusterModels, worker Jobs and pods.
+"""What a reconcile observes: the informer caches of Models, ClusterModels, worker Jobs and pods,
+and the upload session records (Secrets of the system namespace, docs/upload.md).
 
 ``Caches`` is the read-only interface the reconciler, the dispatcher and the finalizer depend
 on; ``InformerCaches`` implements it over any ``Store`` (the informers in the controller, views
@@ -36,11 +37,18 @@ class Caches(Protocol):
     @property
     def pods(self) -> Store: ...
 
+    @property
+    def upload_records(self) -> Store: ...
+
     def object(self, key: ObjectKey) -> JSON | None:
         """The Model or ClusterModel of ``key``; ``None`` when it is gone."""
         ...
 
     def job(self, namespace: str, name: str) -> JSON | None: ...
+
+    def upload_record(self, namespace: str, name: str) -> JSON | None:
+        """The record Secret ``name`` (``api.upload.record_name``)."""
+        ...
 
     def pods_of(self, job_name: str) -> list[JSON]:
         """The pods of one Job (its ``job-name`` label)."""
@@ -56,6 +64,7 @@ class InformerCaches(Generic[S]):
     cluster_models: S
     jobs: S
     pods: S
+    upload_records: S
 
     def object(self, key: ObjectKey) -> JSON | None:
         store = self.models if key.kind == "Model" else self.cluster_models
@@ -63,6 +72,9 @@ class InformerCaches(Generic[S]):
 
     def job(self, namespace: str, name: str) -> JSON | None:
         return self.jobs.get(f"{namespace}/{name}")
+
+    def upload_record(self, namespace: str, name: str) -> JSON | None:
+        return self.upload_records.get(f"{namespace}/{name}")
 
     def pods_of(self, job_name: str) -> list[JSON]:
         return [

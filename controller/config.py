@@ -10,9 +10,17 @@ from __future__ import annotations
 import json
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+)
 from pydantic.alias_generators import to_camel
 
 from api.meta import DnsSubdomainName
@@ -112,10 +120,34 @@ class SourcesConfig(_Section):
     """A Secret in the system namespace whose ``ca.crt`` the worker trusts for sources."""
 
 
+def _base_url(value: str) -> str:
+    """Empty, or ``http(s)://host[:port][/path]`` without query or fragment."""
+    if not value:
+        return value
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError("must be an http:// or https:// URL with a host")
+    if parts.query or parts.fragment or parts.username or parts.password:
+        raise ValueError("must have no query, fragment or credentials")
+    return value.rstrip("/")
+
+
+BaseUrl = Annotated[str, AfterValidator(_base_url)]
+
+
 class UploadConfig(_Section):
-    ttl_seconds: Annotated[int, Field(ge=60)] = 86_400
-    max_size_bytes: Annotated[int, Field(ge=1)] = 1 << 40
-    external_url: str | None = None
+    """Upload sessions (docs/upload.md)."""
+
+    session_ttl_seconds: Annotated[int, Field(ge=60, le=30 * 86_400, alias="sessionTTLSeconds")] = (
+        86_400
+    )
+    size_limit_bytes: Annotated[int, Field(ge=1)] = 200 << 30
+    external_url: Annotated[BaseUrl, Field(alias="externalURL")] = ""
+    """The gateway as users outside the cluster reach it (an Ingress); the user Secret's
+    ``url`` when set."""
+    in_cluster_url: Annotated[BaseUrl, Field(alias="inClusterURL")] = ""
+    """The gateway's Service, rendered by the chart; empty: uploads wait with
+    ``UploadGatewayNotConfigured``."""
 
 
 class CatalogConfig(_Section):

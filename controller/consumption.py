@@ -1,11 +1,11 @@
 """What a workload asks for and what it waits for: the consumption annotations, read and judged.
 
-Pure. A workload names models with two top-level annotations (docs/consumption.md):
-``ai.deckhouse.io/model`` (Models of its namespace) and ``ai.deckhouse.io/clustermodel``
-(ClusterModels), each a comma-separated list of names. ``parse_references`` turns them into
-``ModelRef`` values or raises ``ConsumptionRefused`` with a message the API server shows the
-user. ``readiness`` turns the observed models into either the digests to materialize or the
-first model still waited for, with a message saying why.
+Pure. A workload names models with two top-level annotations (docs/consumption.md; the keys are
+in ``api/protocol.py``): ``ai.deckhouse.io/model`` (Models of its namespace) and
+``ai.deckhouse.io/clustermodel`` (ClusterModels), each a comma-separated list of names.
+``parse_references`` turns them into ``ModelRef`` values or raises ``ConsumptionRefused`` with
+a message the API server shows the user. ``readiness`` turns the observed models into either
+the digests to materialize or the first model still waited for, with a message saying why.
 """
 
 from __future__ import annotations
@@ -17,14 +17,9 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from api.meta import DNS_SUBDOMAIN_PATTERN
-from controller.naming import GROUP, Kind
+from api.protocol import ANNOTATION_CLUSTER_MODEL, ANNOTATION_MODEL
+from controller.naming import Kind
 
-ANNOTATION_MODEL = f"{GROUP}/model"
-ANNOTATION_CLUSTER_MODEL = f"{GROUP}/clustermodel"
-ANNOTATION_DIGESTS = f"{GROUP}/model-digests"
-ANNOTATION_WAITING = f"{GROUP}/model-waiting"
-SCHEDULING_GATE = f"{GROUP}/model-ready"
-LABEL_GATED = f"{GROUP}/model-gated"
 MODELS_ROOT = "/models"
 MAX_MODELS = 16
 """Names per workload (both annotations together): each model is a volume, a mount in every

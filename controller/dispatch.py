@@ -65,9 +65,15 @@ USER_BLOCKED_REASONS = frozenset({"AuthSecretNotFound", "AuthSecretInvalid", "Au
 
 
 def needs_slot(obj: JSON) -> bool:
-    """Whether the object waits for (or holds) a preparation slot."""
+    """Whether the object waits for (or holds) a preparation slot. An upload waits for one
+    only once its bytes are committed and it was queued (until then it waits for the user)."""
     meta, st = obj["metadata"], obj.get("status") or {}
-    if meta.get("deletionTimestamp") or "url" not in obj["spec"]["source"]:
+    source = obj["spec"]["source"]
+    if meta.get("deletionTimestamp"):
+        return False
+    if "upload" in source:
+        return st.get("phase") == "Pending" and ready_condition(obj).get("reason") == "Queued"
+    if "url" not in source:
         return False
     if st.get("phase") == "Pending" and ready_condition(obj).get("reason") in USER_BLOCKED_REASONS:
         return False
@@ -87,6 +93,17 @@ def queue_place(position: int, running: int, limit: int) -> int:
     slots taken; else its place in the queue, from 1."""
     free = limit - running
     return 0 if position <= free else max(position - free, 1)
+
+
+@dataclass(frozen=True)
+class JobSource:
+    """What a Job prepares when it is not ``spec.source.url``: a committed upload."""
+
+    url: str
+    """The worker's source argument (``api.upload.worker_source``)."""
+    mount_from: tuple[str, ...]
+    description: str
+    """For the ``PreparationStarted`` Event."""
 
 
 @dataclass(frozen=True)
@@ -257,7 +274,9 @@ class Dispatcher:
             model_resource(key.kind), key.name, patch, key.namespace or None
         )
 
-    def create_job(self, key: ObjectKey, obj: JSON, retry: str) -> JSON:
+    def create_job(
+        self, key: ObjectKey, obj: JSON, retry: str, source: JobSource | None = None
+    ) -> JSON:
         """Creates (or adopts) the attempt's Job; returns the object as updated. Ends the
         slot's reservation of ``admit``: the Job counts as created, or the slot is free again.
 
@@ -270,7 +289,8 @@ class Dispatcher:
         try:
             token = self._read_token(key, obj)
             token_secret = naming.token_secret_name(name) if token else None
-            manifest = self._build(self._request(key, obj, retry, token_secret), self._config)
+            request = self._request(key, obj, retry, token_secret, source)
+            manifest = self._build(request, self._config)
             obj = self.record_attempt(key, obj, retry)
             if token_secret and token:
                 self._write_token(key, obj, token_secret, token)
@@ -294,14 +314,23 @@ class Dispatcher:
         return obj
 
     def _request(
-        self, key: ObjectKey, obj: JSON, retry: str, token_secret: str | None
+        self,
+        key: ObjectKey,
+        obj: JSON,
+        retry: str,
+        token_secret: str | None,
+        source: JobSource | None,
     ) -> JobRequest:
-        meta, url = obj["metadata"], obj["spec"]["source"]["url"]
-        prepared: list[tuple[Kind, JSON]] = [
-            *(("Model", m) for m in self._caches.models.items()),
-            *(("ClusterModel", c) for c in self._caches.cluster_models.items()),
-        ]
-        registry = self._config.registry
+        meta, registry = obj["metadata"], self._config.registry
+        if source is None:
+            url = obj["spec"]["source"]["url"]
+            prepared: list[tuple[Kind, JSON]] = [
+                *(("Model", m) for m in self._caches.models.items()),
+                *(("ClusterModel", c) for c in self._caches.cluster_models.items()),
+            ]
+            source = JobSource(
+                url, mount_candidates(url, meta["uid"], prepared, registry.prefix), url
+            )
         return JobRequest(
             name=naming.job_name(meta["uid"], retry),
             namespace=self._config.system_namespace,
@@ -310,11 +339,11 @@ class Dispatcher:
             owner_namespace=key.namespace,
             owner_name=key.name,
             retry=retry,
-            source_url=url,
+            source_url=source.url,
             destination=naming.artifact_reference(registry.host, registry.prefix, key, meta["uid"]),
             token_secret=token_secret,
             owner_reference=self._owner_reference(key, obj),
-            mount_from=mount_candidates(url, meta["uid"], prepared, registry.prefix),
+            mount_from=source.mount_from,
         )
 
     def _submit(self, key: ObjectKey, manifest: JSON, name: str, token_secret: str | None) -> JSON:

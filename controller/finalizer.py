@@ -2,7 +2,8 @@
 
 Phase ``Deleting`` while it runs: delete the preparation Jobs (their pods go with them), wait
 until no worker pod of the object runs (so nothing pushes after the cleanup), delete the
-per-object Secrets, delete the artifact's manifest from the registry — by the digest in status
+per-object Secrets and any upload session (its Secrets, its staging blob: ``uploads.py``),
+delete the artifact's manifest from the registry — by the digest in status
 and by the UID tag, which also catches a manifest pushed by a worker that was stopped before it
 reported — and only then release the object. A registry that cannot be reached raises
 ``RegistryError``: the runner retries this key with backoff; other keys are not held up.
@@ -23,6 +24,7 @@ from controller.errors import KubeError, RegistryError
 from controller.events import EventRecorder
 from controller.kube import JOBS, SECRETS, KubeApi, model_resource
 from controller.naming import ObjectKey
+from controller.uploads import UploadSessions
 
 JSON = dict[str, Any]
 StatusWriter = Callable[[ObjectKey, JSON, JSON], JSON | None]
@@ -51,6 +53,7 @@ class Finalizer:
         registry: ManifestStore | None,
         events: EventRecorder,
         clock: Callable[[], str],
+        uploads: UploadSessions,
     ) -> None:
         self._kube = kube
         self._caches = caches
@@ -58,6 +61,7 @@ class Finalizer:
         self._registry = registry
         self._events = events
         self._now = clock
+        self._uploads = uploads
 
     def _owned(self, items: list[JSON], uid: str) -> list[JSON]:
         return [
@@ -93,6 +97,8 @@ class Finalizer:
             return POD_WAIT_SECONDS
         if (obj.get("status") or {}).get("phase") != "Deleting":
             obj = self._deleting(key, obj, write, "cleaning up: Secrets and the artifact")
+        if "upload" in obj["spec"]["source"]:
+            self._uploads.close(key, obj, strict=True)
         secrets, _ = self._kube.list(SECRETS, system, f"{naming.LABEL_OWNER_UID}={uid}")
         for secret in secrets:
             self._kube.delete(SECRETS, secret["metadata"]["name"], system)

@@ -30,11 +30,8 @@ from typing import Any
 
 import structlog
 
+from api.protocol import ANNOTATION_DIGESTS, ANNOTATION_WAITING, LABEL_GATED, SCHEDULING_GATE
 from controller.consumption import (
-    ANNOTATION_DIGESTS,
-    ANNOTATION_WAITING,
-    LABEL_GATED,
-    SCHEDULING_GATE,
     ConsumptionRefused,
     Digest,
     ModelLookup,

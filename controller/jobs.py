@@ -1,4 +1,4 @@
-"""The preparation Job, built from ``templates/preparation-job.yaml.j2`` (DESIGN.md §4).
+"""The preparation Job, built from ``templates/preparation-job.yaml.j2`` (docs/design.md §4).
 
 ``build_job`` is pure: a ``JobRequest`` (what this attempt prepares) and the configuration (where
 and how workers run) in, a Job manifest out. The environment and volumes are computed here,
@@ -14,27 +14,26 @@ and U+0085, a YAML line break, folds into a space.) A failure to render is
 
 from __future__ import annotations
 
+import importlib.resources
 import json
-import os
 import re
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import jinja2
 import yaml
 
+from api import protocol
 from controller.config import Config
 from controller.errors import JobRenderFailed
 
-# In the image the templates are copied next to the venv (Dockerfile.controller); from a
-# checkout they are the repository's templates/ directory.
-TEMPLATES = Path(
-    os.environ.get("AI_MODELS_TEMPLATES", Path(__file__).resolve().parent.parent / "templates")
-)
+# The repository's top-level templates/ is the package controller.templates (pyproject.toml maps
+# it), so a checkout, an editable install and the wheel in the image read the same files.
+TEMPLATES = importlib.resources.files("controller.templates")
 JOB_TEMPLATE = "preparation-job.yaml.j2"
 SECRETS_ROOT = "/var/run/ai-models"
 WORKSPACE_PATH = "/workspace"
+HF_HOME = "/tmp/hf-home"  # noqa: S108 - the pod's private emptyDir
 SECRET_FILE_MODE = 0o440  # group-readable: the pod's fsGroup owns mounted Secret files
 
 
@@ -89,35 +88,40 @@ def _env(request: JobRequest, config: Config) -> list[dict[str, Any]]:
         return {"fieldRef": {"fieldPath": path}}
 
     env: list[dict[str, Any]] = [
-        {"name": "POD_NAME", "valueFrom": field("metadata.name")},
-        {"name": "POD_NAMESPACE", "valueFrom": field("metadata.namespace")},
-        {"name": "HF_ENDPOINT", "value": config.sources.hugging_face.endpoint},
-        {"name": "HF_HUB_DISABLE_TELEMETRY", "value": "1"},
-        {"name": "HF_HOME", "value": "/tmp/hf-home"},  # noqa: S108 - the pod's private emptyDir
-        {"name": "OLLAMA_REGISTRY", "value": config.sources.ollama.registry},
-        {"name": "AI_MODELS_WORKSPACE", "value": WORKSPACE_PATH},
+        {"name": protocol.ENV_POD_NAME, "valueFrom": field("metadata.name")},
+        {"name": protocol.ENV_POD_NAMESPACE, "valueFrom": field("metadata.namespace")},
+        {"name": protocol.ENV_HF_ENDPOINT, "value": config.sources.hugging_face.endpoint},
+        {"name": protocol.ENV_HF_HUB_DISABLE_TELEMETRY, "value": "1"},
+        {"name": protocol.ENV_HF_HOME, "value": HF_HOME},
+        {"name": protocol.ENV_OLLAMA_REGISTRY, "value": config.sources.ollama.registry},
+        {"name": protocol.ENV_AI_MODELS_WORKSPACE, "value": WORKSPACE_PATH},
         {
-            "name": "AI_MODELS_PROGRESS_INTERVAL",
+            "name": protocol.ENV_AI_MODELS_PROGRESS_INTERVAL,
             "value": str(config.worker.progress_interval_seconds),
         },
         {
-            "name": "AI_MODELS_TRANSFER_CONCURRENCY",
+            "name": protocol.ENV_AI_MODELS_TRANSFER_CONCURRENCY,
             "value": str(config.worker.transfer_concurrency),
         },
-        {"name": "AI_MODELS_LOG_FORMAT", "value": config.worker.log_format},
+        {"name": protocol.ENV_AI_MODELS_LOG_FORMAT, "value": config.worker.log_format},
     ]
     if request.mount_from:
-        env.append({"name": "AI_MODELS_MOUNT_FROM", "value": ",".join(request.mount_from)})
+        mount_from = ",".join(request.mount_from)
+        env.append({"name": protocol.ENV_AI_MODELS_MOUNT_FROM, "value": mount_from})
     if request.token_secret:
-        env.append({"name": "HF_TOKEN_PATH", "value": f"{SECRETS_ROOT}/source-token/token"})
+        token = f"{SECRETS_ROOT}/source-token/token"
+        env.append({"name": protocol.ENV_HF_TOKEN_PATH, "value": token})
     if config.registry.auth_secret_name:
-        env.append({"name": "DOCKER_CONFIG", "value": f"{SECRETS_ROOT}/registry-auth"})
+        docker_config = f"{SECRETS_ROOT}/registry-auth"
+        env.append({"name": protocol.ENV_DOCKER_CONFIG, "value": docker_config})
     if config.registry.ca_secret_name:
-        env.append({"name": "AI_MODELS_REGISTRY_CA", "value": f"{SECRETS_ROOT}/registry-ca/ca.crt"})
+        registry_ca = f"{SECRETS_ROOT}/registry-ca/ca.crt"
+        env.append({"name": protocol.ENV_AI_MODELS_REGISTRY_CA, "value": registry_ca})
     if config.registry.insecure:
-        env.append({"name": "AI_MODELS_REGISTRY_INSECURE", "value": "true"})
+        env.append({"name": protocol.ENV_AI_MODELS_REGISTRY_INSECURE, "value": "true"})
     if config.sources.ca_secret_name:
-        env.append({"name": "SOURCES_CA_BUNDLE", "value": f"{SECRETS_ROOT}/source-ca/ca.crt"})
+        sources_ca = f"{SECRETS_ROOT}/source-ca/ca.crt"
+        env.append({"name": protocol.ENV_SOURCES_CA_BUNDLE, "value": sources_ca})
     return env
 
 
@@ -140,6 +144,21 @@ def _volumes(request: JobRequest, config: Config) -> tuple[list[Any], list[Any]]
     return volumes, mounts
 
 
+PROTOCOL: dict[str, object] = {
+    "label_app": protocol.LABEL_APP,
+    "worker_app": protocol.WORKER_APP,
+    "label_owner_kind": protocol.LABEL_OWNER_KIND,
+    "label_owner_uid": protocol.LABEL_OWNER_UID,
+    "annotation_owner_namespace": protocol.ANNOTATION_OWNER_NAMESPACE,
+    "annotation_owner_name": protocol.ANNOTATION_OWNER_NAME,
+    "annotation_retry_of": protocol.ANNOTATION_RETRY_OF,
+    "permanent_exit_code": protocol.PERMANENT_EXIT_CODE,
+    "worker_container": protocol.WORKER_CONTAINER,
+    "termination_log_path": protocol.TERMINATION_LOG_PATH,
+}
+"""The names and codes the template takes from ``api/protocol.py`` (its ``protocol`` variable)."""
+
+
 _NOT_PRINTABLE_ASCII = re.compile(r"[^\x20-\x7e]")
 
 
@@ -156,8 +175,13 @@ def json_literal(value: Any) -> str:
     return _NOT_PRINTABLE_ASCII.sub(_escape, json.dumps(value, sort_keys=True, ensure_ascii=False))
 
 
+def _template_source(name: str) -> str | None:
+    template = TEMPLATES.joinpath(name)
+    return template.read_text(encoding="utf-8") if template.is_file() else None
+
+
 _environment = jinja2.Environment(
-    loader=jinja2.FileSystemLoader(TEMPLATES),
+    loader=jinja2.FunctionLoader(_template_source),
     undefined=jinja2.StrictUndefined,
     autoescape=False,  # noqa: S701 - renders YAML, not HTML; values go through json_literal
     keep_trailing_newline=True,
@@ -177,7 +201,9 @@ def build_job(request: JobRequest, config: Config) -> dict[str, Any]:
     }
     worker = config.worker.model_dump()
     try:
-        text = _environment.get_template(JOB_TEMPLATE).render(job=job, worker=worker)
+        text = _environment.get_template(JOB_TEMPLATE).render(
+            job=job, worker=worker, protocol=PROTOCOL
+        )
         manifest = yaml.safe_load(text)
     except (jinja2.TemplateError, yaml.YAMLError, OSError) as error:
         raise JobRenderFailed(f"{JOB_TEMPLATE}: {type(error).__name__}: {error}") from error

@@ -27,6 +27,7 @@ from typing import Any
 
 import structlog
 
+from api import upload
 from controller import naming
 from controller.caches import InformerCaches
 from controller.config import Config
@@ -36,13 +37,14 @@ from controller.events import EventRecorder
 from controller.finalizer import Finalizer
 from controller.gates import GateController, informer_lookup
 from controller.informer import Informer
-from controller.kube import CLUSTER_MODELS, JOBS, MODELS, PODS, KubeClient
+from controller.kube import CLUSTER_MODELS, JOBS, MODELS, PODS, SECRETS, KubeClient
 from controller.leader import LeaderElector
 from controller.metrics import Metrics
 from controller.naming import Kind, ObjectKey
 from controller.queue import ShutDown, WorkQueue
 from controller.reconciler import Reconciler, now_rfc3339
 from controller.registry import RegistryCleaner
+from controller.uploads import UploadSessions
 
 JSON = dict[str, Any]
 log = structlog.get_logger("manager")
@@ -163,9 +165,18 @@ class Manager:
             pods=Informer(
                 kube,
                 PODS,
-                self._on_pod,
+                self._on_owned,
                 namespace=system,
                 label_selector=WORKER_SELECTOR,
+                stop=self.stop,
+            ),
+            # Upload session records: the gateway's progress and commits (docs/upload.md).
+            upload_records=Informer(
+                kube,
+                SECRETS,
+                self._on_owned,
+                namespace=system,
+                label_selector=upload.LABEL_UPLOAD_SESSION,
                 stop=self.stop,
             ),
         )
@@ -184,7 +195,8 @@ class Manager:
             else None
         )
         self.dispatcher = Dispatcher(kube, self.caches, config)
-        finalizer = Finalizer(kube, self.caches, config, registry, events, now_rfc3339)
+        uploads = UploadSessions(kube, self.caches, config, registry)
+        finalizer = Finalizer(kube, self.caches, config, registry, events, now_rfc3339, uploads)
         self.reconciler = Reconciler(
             kube,
             self.caches,
@@ -192,6 +204,7 @@ class Manager:
             self.dispatcher,
             finalizer,
             events,
+            uploads,
             on_published=self.metrics.published_bytes.inc,
         )
         self.elector = (
@@ -233,7 +246,8 @@ class Manager:
         if event == "DELETED" or is_finished(obj):
             self._wake_queued()  # a slot may have freed
 
-    def _on_pod(self, event: str, obj: JSON) -> None:
+    def _on_owned(self, event: str, obj: JSON) -> None:
+        """A worker pod or an upload session record: its owner's key (owner-uid label)."""
         key = self._owner(obj)
         if key is not None:
             self.queue.add(key)
@@ -266,7 +280,7 @@ class Manager:
     def _informers(self) -> list[Informer]:
         c = self.caches
         gated = [self.gates.pods] if self.gates is not None else []
-        return [c.models, c.cluster_models, c.jobs, c.pods, *gated]
+        return [c.models, c.cluster_models, c.jobs, c.pods, c.upload_records, *gated]
 
     def _shutdown_queues(self) -> None:
         self.queue.shutdown()

@@ -6,23 +6,21 @@ instead of creating it again.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from typing import Literal
 
-GROUP = "ai.deckhouse.io"
-FINALIZER = f"{GROUP}/cleanup"
-RETRY_ANNOTATION = f"{GROUP}/retry"
-WORKER_APP = "ai-models-worker"
-LABEL_APP = "app.kubernetes.io/name"
-LABEL_OWNER_KIND = f"{GROUP}/owner-kind"
-LABEL_OWNER_UID = f"{GROUP}/owner-uid"
-ANNOTATION_OWNER_NAMESPACE = f"{GROUP}/owner-namespace"
-ANNOTATION_OWNER_NAME = f"{GROUP}/owner-name"
-ANNOTATION_PROGRESS = f"{GROUP}/progress"
-ANNOTATION_PROGRESS_DETAIL = f"{GROUP}/progress-detail"
-ANNOTATION_RESULT = f"{GROUP}/result"
-ANNOTATION_RETRY_OF = f"{GROUP}/retry-value"
+# Defined in api/protocol.py; re-exported because dispatch, reconciler, finalizer and manager
+# (and their tests) address them as ``naming.<KEY>``.
+from api.protocol import ANNOTATION_RESULT as ANNOTATION_RESULT
+from api.protocol import ANNOTATION_RETRY_OF as ANNOTATION_RETRY_OF
+from api.protocol import FINALIZER as FINALIZER
+from api.protocol import LABEL_APP as LABEL_APP
+from api.protocol import LABEL_OWNER_KIND as LABEL_OWNER_KIND
+from api.protocol import LABEL_OWNER_UID as LABEL_OWNER_UID
+from api.protocol import RETRY_ANNOTATION as RETRY_ANNOTATION
+from api.protocol import WORKER_APP as WORKER_APP
+from api.protocol import attempt_suffix
+
 MAX_REPOSITORY_LENGTH = 255
 
 Kind = Literal["Model", "ClusterModel"]
@@ -44,10 +42,7 @@ class ObjectKey:
 
 def job_name(uid: str, retry: str | None) -> str:
     """``prepare-<uid>[-<hash of the retry value>]``: at most 53 characters (label-safe)."""
-    name = f"prepare-{uid}"
-    if retry:
-        name += "-" + hashlib.sha256(retry.encode()).hexdigest()[:8]
-    return name
+    return f"prepare-{uid}{attempt_suffix(retry)}"
 
 
 def token_secret_name(job: str) -> str:

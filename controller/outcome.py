@@ -17,18 +17,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from api.protocol import PERMANENT_EXIT_CODE, SUCCESS_EXIT_CODE, InvalidWorkerResult, WorkerResult
 from controller.workerpod import (
-    InvalidResult,
     Progress,
     Termination,
-    WorkerResult,
     parse_progress,
     parse_result,
     parse_termination,
 )
 
 JSON = dict[str, Any]
-PERMANENT_EXIT_CODE = 2  # the worker's permanent failure; the Job's podFailurePolicy fails the Job
 
 
 # The Job controller's pod failure backoff (pkg/controller/job: DefaultJobPodFailureBackOff,
@@ -82,7 +80,11 @@ def _by_creation(pods: list[JSON]) -> list[JSON]:
 
 
 def _last_failure(pods: list[JSON]) -> Termination | None:
-    failures = [t for p in _by_creation(pods) if (t := parse_termination(p)) and t.exit_code != 0]
+    failures = [
+        t
+        for p in _by_creation(pods)
+        if (t := parse_termination(p)) and t.exit_code != SUCCESS_EXIT_CODE
+    ]
     return failures[-1] if failures else None
 
 
@@ -121,7 +123,7 @@ def _succeeded(pods: list[JSON]) -> Outcome:
         return Failed("InvalidWorkerResult", "the Job completed but its worker pod is gone")
     try:
         return Succeeded(parse_result(done[-1]))
-    except InvalidResult as error:
+    except InvalidWorkerResult as error:
         return Failed("InvalidWorkerResult", str(error))
 
 

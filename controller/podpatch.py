@@ -18,15 +18,17 @@ import copy
 import hashlib
 from typing import Any
 
-from controller.config import MaterializeConfig
-from controller.consumption import (
+from api.protocol import (
     ANNOTATION_CLUSTER_MODEL,
     ANNOTATION_DIGESTS,
     ANNOTATION_MODEL,
     ANNOTATION_WAITING,
     LABEL_GATED,
-    MODELS_ROOT,
     SCHEDULING_GATE,
+)
+from controller.config import MaterializeConfig
+from controller.consumption import (
+    MODELS_ROOT,
     Digest,
     ModelRef,
     ModelVolumeConflict,

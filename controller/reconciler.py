@@ -6,6 +6,11 @@ status when it changed, Events. The outcome is ``None`` (done) or seconds to req
 errors are raised for the runner to map (``NotFound``: the object went away mid-reconcile,
 done; ``Conflict``: again soon; ``Forbidden``: logged loudly; the rest: per-key backoff).
 
+An upload source (``spec.source.upload``, docs/upload.md) first waits for its bytes: the
+session is issued (``uploads.py``), the gateway's progress in the session record is mirrored
+into the status, and the committed blob becomes the Job's source; Ready, Failed and deletion
+end the session.
+
 Workers reconcile different keys at once. Only the admission to a preparation slot is
 serialised (``Dispatcher.admit``); the API writes of a start run outside that lock.
 """
@@ -20,20 +25,22 @@ from typing import Any
 
 import structlog
 
+from api import upload
 from controller import naming, status
 from controller.caches import Caches
 from controller.config import Config
-from controller.dispatch import Dispatcher
+from controller.dispatch import Dispatcher, JobSource
 from controller.errors import Conflict, JobRenderFailed, PreparationBlocked
 from controller.events import EventRecorder
 from controller.finalizer import Finalizer
 from controller.kube import KubeApi, model_resource
 from controller.naming import ObjectKey
 from controller.outcome import Failed, Running, Settling, Succeeded, job_outcome
+from controller.uploads import ProgressView, UploadSessions, progress_view, rfc3339
 
 JSON = dict[str, Any]
 log = structlog.get_logger("reconciler")
-UNSUPPORTED_SOURCES = ("upload", "catalog")
+UNSUPPORTED_SOURCES = ("catalog",)
 # A Secret the Model names is read with `get` only (no list/watch of Secrets: docs/security.md),
 # so a missing one is rechecked: soon at first, then less often; any change to the Model
 # rechecks at once.
@@ -47,6 +54,10 @@ def now_rfc3339() -> str:
     return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def parse_rfc3339(text: str) -> dt.datetime:
+    return dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
 class Reconciler:
     def __init__(
         self,
@@ -56,6 +67,7 @@ class Reconciler:
         dispatcher: Dispatcher,
         finalizer: Finalizer,
         events: EventRecorder,
+        uploads: UploadSessions,
         clock: Callable[[], str] = now_rfc3339,
         on_published: Callable[[int], None] = lambda size: None,
         jitter: Callable[[], float] = random.random,
@@ -66,6 +78,7 @@ class Reconciler:
         self._dispatch = dispatcher
         self._finalizer = finalizer
         self._events = events
+        self._uploads = uploads
         self._now = clock
         self._on_published = on_published
         self._jitter = jitter
@@ -97,12 +110,16 @@ class Reconciler:
         # The empty retry value is recorded as no annotation at all.
         attempted = (meta.get("annotations") or {}).get(naming.ANNOTATION_RETRY_OF, "")
         if old.get("phase") == "Ready" or (old.get("phase") == "Failed" and attempted == retry):
+            if "upload" in old:  # a session whose end was not written yet (see _finish)
+                self._write_final(key, obj, dict(old))
             return None
         name = naming.job_name(meta["uid"], retry)
         job = self._caches.job(self._config.system_namespace, name)
         if job is None:
             if self._dispatch.just_created(name):
                 return None  # the Job informer's event brings it back
+            if "upload" in source:
+                return self._upload(key, obj, retry)
             return self._start(key, obj, retry)
         self._rechecks.pop(key, None)
         return self._mirror(key, obj, job)
@@ -135,9 +152,23 @@ class Reconciler:
         """What every ``status`` builder starts from: the old status, the generation, now."""
         return obj.get("status") or {}, obj["metadata"].get("generation", 1), self._now()
 
+    def _write_final(self, key: ObjectKey, obj: JSON, desired: JSON) -> JSON | None:
+        """Writes a Ready or Failed status; for an upload the session ends first (its Secrets
+        and staging blob go; ``status.upload`` with them). A staging blob the registry does
+        not delete stays (a Warning Event says so): it must not hold the verdict back."""
+        if "upload" in obj["spec"]["source"]:
+            problem = self._uploads.close(key, obj, strict=False)
+            if problem:
+                log.warning("upload session cleanup incomplete", key=str(key), problem=problem)
+                self._events.emit(obj, "Warning", "UploadCleanupIncomplete", problem)
+            desired = {k: v for k, v in desired.items() if k != "upload"}
+        return self._write_status(key, obj, desired)
+
     # ---- start: a slot, a Job ------------------------------------------------------------------
 
-    def _start(self, key: ObjectKey, obj: JSON, retry: str) -> float | None:
+    def _start(
+        self, key: ObjectKey, obj: JSON, retry: str, source: JobSource | None = None
+    ) -> float | None:
         # Admission is decided (and the slot reserved) under the dispatcher's lock; the writes
         # that follow run outside it, so workers starting other objects do not wait on them.
         queued = self._dispatch.admit(key, obj, retry)
@@ -146,7 +177,7 @@ class Reconciler:
             self._write_status(key, obj, desired)
             return QUEUED_RECHECK_SECONDS
         try:
-            obj = self._dispatch.create_job(key, obj, retry)
+            obj = self._dispatch.create_job(key, obj, retry, source)
         except PreparationBlocked as blocked:
             return self._blocked(key, obj, blocked)
         except JobRenderFailed as failure:
@@ -154,8 +185,8 @@ class Reconciler:
             return None
         self._rechecks.pop(key, None)
         job = f"{self._config.system_namespace}/{naming.job_name(obj['metadata']['uid'], retry)}"
-        url = obj["spec"]["source"].get("url")
-        self._events.emit(obj, "Normal", "PreparationStarted", f"preparing {url} in Job {job}")
+        what = source.description if source else obj["spec"]["source"].get("url")
+        self._events.emit(obj, "Normal", "PreparationStarted", f"preparing {what} in Job {job}")
         desired = status.publishing(*self._base(obj), None, None, "Publishing", job)
         # On a conflict a newer version of the object is coming; its reconcile writes the status.
         with contextlib.suppress(Conflict):
@@ -191,8 +222,72 @@ class Reconciler:
             f"the preparation Job could not be created: {failure}"[:MAX_MESSAGE]
             + f"; set a new {naming.RETRY_ANNOTATION} annotation value to try again"
         )
-        if self._write_status(key, obj, status.failed(*self._base(obj), failure.reason, message)):
+        if self._write_final(key, obj, status.failed(*self._base(obj), failure.reason, message)):
             self._events.emit(obj, "Warning", "PreparationFailed", f"{failure.reason}: {message}")
+
+    # ---- upload: a session, its progress, then a Job --------------------------------------------
+
+    def _upload(self, key: ObjectKey, obj: JSON, retry: str) -> float | None:
+        """Before the Job of an upload: issue the session, mirror its progress, start the Job
+        once the bytes are committed, fail it once it expired without them."""
+        if not self._config.upload.in_cluster_url:
+            reason, message = "UploadGatewayNotConfigured", status.UPLOAD_GATEWAY_NOT_CONFIGURED
+            self._write_status(key, obj, status.blocked(*self._base(obj), reason, message))
+            return None  # a configuration change restarts the controller
+        session = upload.session_name(obj["metadata"]["uid"], retry)
+        issued = (obj.get("status") or {}).get("upload") or {}
+        if issued.get("secretName") != session:
+            return self._issue(key, obj, session)
+        record = self._uploads.record(session)
+        if record is not None and record.committed is not None:
+            committed, repository = record.committed, record.staging_repository
+            source = JobSource(
+                upload.worker_source(
+                    self._config.registry.host, repository, committed.digest, committed.filename
+                ),
+                (repository,),
+                f"the upload {committed.filename} ({committed.digest})",
+            )
+            return self._start(key, obj, retry, source)
+        now = parse_rfc3339(self._now())
+        left = (parse_rfc3339(issued["expiresAt"]) - now).total_seconds()
+        if left <= 0:
+            self._expire(key, obj, retry, issued["expiresAt"])
+            return None
+        progress = record.upload if record is not None else None
+        if progress is None:
+            where, expires = issued["secretNamespace"], issued["expiresAt"]
+            view = ProgressView(status.upload_waiting_message(where, session, expires), None, None)
+        else:
+            view = progress_view(progress, now)
+        desired = status.waiting_for_upload(*self._base(obj), issued, view.message, view.percent)
+        self._write_status(key, obj, desired)
+        return round(min(left, view.stale_in or left), 3)
+
+    def _issue(self, key: ObjectKey, obj: JSON, session: str) -> float:
+        issued = self._uploads.issue(key, obj, session, parse_rfc3339(self._now()))
+        expires = rfc3339(issued.expires_at)
+        upload_status = {
+            "secretName": issued.secret_name,
+            "secretNamespace": issued.secret_namespace,
+            "expiresAt": expires,
+        }
+        message = status.upload_waiting_message(issued.secret_namespace, session, expires)
+        desired = status.waiting_for_upload(*self._base(obj), upload_status, message, None)
+        if self._write_status(key, obj, desired):
+            log.info("upload session issued", key=str(key), session=session)
+            self._events.emit(obj, "Normal", "WaitForUpload", message)
+        return max((issued.expires_at - parse_rfc3339(self._now())).total_seconds(), 0.0)
+
+    def _expire(self, key: ObjectKey, obj: JSON, retry: str, expires: str) -> None:
+        obj = self._dispatch.record_attempt(key, obj, retry)
+        message = (
+            f"the upload session expired at {expires} before an upload was committed; set a "
+            f"new value of the {naming.RETRY_ANNOTATION} annotation for a new session"
+        )
+        if self._write_final(key, obj, status.failed(*self._base(obj), "UploadExpired", message)):
+            log.info("upload session expired", key=str(key))
+            self._events.emit(obj, "Warning", "UploadExpired", message)
 
     # ---- mirror: the Job's progress and verdict --------------------------------------------------
 
@@ -205,14 +300,14 @@ class Reconciler:
         if isinstance(outcome, Running):
             self._running(key, obj, outcome, where)
         elif isinstance(outcome, Succeeded):
-            if self._write_status(key, obj, status.ready(*self._base(obj), outcome.result)):
+            if self._write_final(key, obj, status.ready(*self._base(obj), outcome.result)):
                 artifact = outcome.result.artifact
                 log.info("model published", key=str(key), job=where, digest=artifact.digest)
                 self._events.emit(obj, "Normal", "Published", f"published {artifact.digest}")
                 self._on_published(artifact.size_bytes or 0)
         elif isinstance(outcome, Failed):
             desired = status.failed(*self._base(obj), outcome.reason, outcome.message)
-            if self._write_status(key, obj, desired):
+            if self._write_final(key, obj, desired):
                 log.info("preparation failed", key=str(key), job=where, reason=outcome.reason)
                 message = status.with_log(
                     f"{outcome.reason}: {outcome.message}", where, outcome.log

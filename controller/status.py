@@ -1,4 +1,4 @@
-"""The status the controller writes (DESIGN.md §3): phases, the three conditions, progress.
+"""The status the controller writes (docs/design.md §3): phases, the three conditions, progress.
 
 Pure builders, one per situation, each returning the complete desired ``status`` dict. The
 reconciler compares it with the current status and writes only when they differ; a condition
@@ -10,8 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from api.protocol import WorkerResult
 from controller import humanize
-from controller.workerpod import Progress, Termination, WorkerResult
+from controller.workerpod import Progress, Termination
 
 JSON = dict[str, Any]
 READY, ARTIFACT, METADATA = "Ready", "ArtifactResolved", "MetadataResolved"
@@ -85,6 +86,39 @@ def queued(old: JSON, gen: int, now: str, position: int, running: int, limit: in
 
 def blocked(old: JSON, gen: int, now: str, reason: str, message: str) -> JSON:
     return build(old, gen, now, "Pending", _waiting(reason, message))
+
+
+UPLOAD_GATEWAY_NOT_CONFIGURED = (
+    "upload sessions need the upload gateway, and the controller's configuration has no "
+    "upload.inClusterURL (the chart sets it when the gateway is installed)"
+)
+
+
+def upload_waiting_message(secret_namespace: str, secret_name: str, expires_at: str) -> str:
+    return (
+        f"waiting for an upload: kubectl get secret -n {secret_namespace} {secret_name} has "
+        f"the URL and token (expires {expires_at})"
+    )
+
+
+def upload_progress_message(done: int, total: int | None, rate: float | None) -> str:
+    """``uploading: 37.0 MiB of 87.0 MiB, 12.0 MiB/s``; without the total or the rate when
+    they are not known."""
+    message = f"uploading: {humanize.size(done)}"
+    if total:
+        message += f" of {humanize.size(total)}"
+    if rate:
+        message += f", {humanize.size(rate)}/s"
+    return message
+
+
+def waiting_for_upload(
+    old: JSON, gen: int, now: str, upload: JSON, message: str, percent: int | None
+) -> JSON:
+    """Phase WaitForUpload; ``percent`` capped at 99 (100 % is Ready's)."""
+    progress = f"{min(max(percent, 0), 99)}%" if percent is not None else None
+    conds = _waiting("WaitForUpload", message)
+    return build(old, gen, now, "WaitForUpload", conds, upload=upload, progress=progress)
 
 
 def progress_message(progress: Progress | None) -> str:

@@ -27,12 +27,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from controller.consumption import (
-    ANNOTATION_DIGESTS,
-    ConsumptionRefused,
-    ModelRef,
-    parse_references,
-)
+from api.protocol import ANNOTATION_CLUSTER_MODEL, ANNOTATION_DIGESTS, ANNOTATION_MODEL
+from controller.consumption import ConsumptionRefused, ModelRef, parse_references
 from controller.naming import Kind
 
 JSON = dict[str, Any]
@@ -148,7 +144,7 @@ def check_reference(target: Target, identity: PodIdentity, annotations: Mapping[
     except ConsumptionRefused as refused:
         raise Denied(f"pod {identity}: {refused}") from None
     if ModelRef(target.kind, namespace, target.name) not in refs:
-        key = "ai.deckhouse.io/model" if target.kind == "Model" else "ai.deckhouse.io/clustermodel"
+        key = ANNOTATION_MODEL if target.kind == "Model" else ANNOTATION_CLUSTER_MODEL
         raise Denied(f"pod {identity} does not reference {target.model} (annotation {key})")
 
 

@@ -31,9 +31,9 @@ from delivery.kubelookup import ModelLookup, PodAuthenticator
 from delivery.metrics import DeliveryMetrics
 from delivery.server import DeliveryServer
 from delivery.upstream import Upstream
-from worker.errors import WorkerError
-from worker.oci.auth import find_auth_file, load_credentials
-from worker.oci.registry import RegistryClient, RegistrySettings
+from oci.auth import find_auth_file, load_credentials
+from oci.errors import OciError
+from oci.registry import RegistryClient, RegistrySettings
 
 log = structlog.get_logger("delivery")
 _UNITS = {"": 1, "Ki": 1 << 10, "Mi": 1 << 20, "Gi": 1 << 30, "Ti": 1 << 40}
@@ -74,7 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def build_server(args: argparse.Namespace, kube: KubeClient) -> DeliveryServer:
-    """Everything wired; ``ConfigError`` / ``WorkerError`` on a bad configuration."""
+    """Everything wired; ``ConfigError`` / ``OciError`` on a bad configuration."""
     if (args.tls_cert is None) != (args.tls_key is None):
         raise ConfigError("give both --tls-cert and --tls-key, or neither (plain HTTP)")
     config = load_config(args.config)
@@ -85,7 +85,7 @@ def build_server(args: argparse.Namespace, kube: KubeClient) -> DeliveryServer:
         insecure=registry.insecure,
         ca_file=args.registry_ca,
         credentials=credentials,
-        settings=RegistrySettings(attempts=3, chunk_size=4 << 20),
+        settings=RegistrySettings(attempts=3),  # blob pieces: upstream.BLOB_PIECE_BYTES
     )
     metrics = DeliveryMetrics()
     audience = config.webhook.materialize.token_audience
@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         server = build_server(args, KubeClient(load_api_client(args.kubeconfig)))
-    except (ConfigError, WorkerError, OSError) as error:
+    except (ConfigError, OciError, OSError) as error:
         print(f"ai-models-delivery: {error}", file=sys.stderr)
         return 2
     stop = threading.Event()

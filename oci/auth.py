@@ -1,10 +1,11 @@
 """Registry credentials and the answers to a registry's ``WWW-Authenticate`` challenge.
 
-Credentials come from a docker config JSON file (``{"auths": {"<host>": {"auth": base64(user:
-password)}}}`` or ``username``/``password`` keys), found at an explicit path, else at
-``$REGISTRY_AUTH_FILE``, else at ``$DOCKER_CONFIG/config.json``. Nothing else is searched (no
-``~/.docker``, no credential helpers): a worker pod gets exactly the file it is given, and a test
-never picks up its machine's logins by accident.
+Credentials come from a docker config JSON document (``{"auths": {"<host>": {"auth": base64(user:
+password)}}}`` or ``username``/``password`` keys): a file found at an explicit path, else at
+``$REGISTRY_AUTH_FILE``, else at ``$DOCKER_CONFIG/config.json``, or the bytes of a Secret (the
+controller). Nothing else is searched (no ``~/.docker``, no credential helpers): a pod gets
+exactly the file it is given, and a test never picks up its machine's logins by accident. A
+document that is not one is ``CredentialsInvalid`` naming where it came from and the host.
 
 Challenges: ``Basic`` sends the credentials on every request; ``Bearer realm=…,service=…,scope=…``
 exchanges them (or nothing, for anonymous pulls) for a token at the realm, cached per scope.
@@ -25,7 +26,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from worker.errors import RegistryUnauthorized
+from oci.errors import CredentialsInvalid, Unauthorized
 
 AUTH_FILE_ENV = "REGISTRY_AUTH_FILE"
 DOCKER_CONFIG_ENV = "DOCKER_CONFIG"
@@ -58,12 +59,12 @@ class BearerTokenFile:
             with self.path.open("rb") as file:
                 raw = file.read(MAX_TOKEN_FILE_BYTES + 1)
         except OSError as error:
-            raise RegistryUnauthorized(
+            raise CredentialsInvalid(
                 f"token file {self.path} cannot be read ({error.strerror or type(error).__name__})"
             ) from None
         token = raw.strip()
         if not token or len(raw) > MAX_TOKEN_FILE_BYTES or not _TOKEN.fullmatch(token):
-            raise RegistryUnauthorized(
+            raise CredentialsInvalid(
                 f"token file {self.path} does not hold a bearer token (empty, larger than "
                 f"{MAX_TOKEN_FILE_BYTES:,} bytes, or characters a token cannot have)"
             )
@@ -98,19 +99,49 @@ def load_credentials(host: str, auth_file: Path | None) -> Credentials | None:
     if auth_file is None:
         return None
     try:
-        document = json.loads(auth_file.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as error:
-        # The message names the file only: its content may hold secrets.
-        raise RegistryUnauthorized(
-            f"registry auth file {auth_file} cannot be read as JSON ({type(error).__name__})"
+        data = auth_file.read_bytes()
+    except OSError as error:
+        raise CredentialsInvalid(
+            f"registry auth file {auth_file} cannot be read "
+            f"({error.strerror or type(error).__name__})"
         ) from None
+    return docker_config_credentials(data, host, f"registry auth file {auth_file}")
+
+
+def docker_config_credentials(data: bytes, host: str, origin: str) -> Credentials | None:
+    """The credentials for ``host`` in a docker config JSON document; None when it has no entry
+    for ``host``. ``CredentialsInvalid`` naming ``origin`` (and the host) when the document is
+    not one, never quoting it: it holds secrets."""
+
+    def malformed(why: str) -> CredentialsInvalid:
+        return CredentialsInvalid(f"{origin} is not a usable docker config JSON: {why}")
+
+    try:
+        document: object = json.loads(data)
+    except ValueError as error:  # UnicodeDecodeError included
+        raise malformed(f"not JSON ({type(error).__name__})") from None
     auths = document.get("auths") if isinstance(document, dict) else None
     if not isinstance(auths, dict):
+        raise malformed('no "auths" object')
+    entry = next((e for k, e in auths.items() if _host_of(str(k)) == host), None)
+    if entry is None:
         return None
-    for key, entry in auths.items():
-        if _host_of(str(key)) == host and isinstance(entry, dict):
-            return _entry_credentials(auth_file, host, entry)
-    return None
+    if not isinstance(entry, dict):
+        raise malformed(f"the entry for {host} is not an object")
+    username, password = entry.get("username"), entry.get("password")
+    if isinstance(username, str) and isinstance(password, str) and username:
+        return Credentials(username, password)
+    try:
+        decoded = base64.b64decode(str(entry.get("auth", "")), validate=True).decode()
+    except (binascii.Error, UnicodeDecodeError):
+        decoded = ""
+    user, colon, secret = decoded.partition(":")
+    if not (colon and user):
+        raise malformed(
+            f"the entry for {host} has neither a base64 'auth' of user:password "
+            "nor 'username' and 'password'"
+        )
+    return Credentials(user, secret)
 
 
 def _host_of(key: str) -> str:
@@ -120,24 +151,6 @@ def _host_of(key: str) -> str:
     return key.split("/", 1)[0]
 
 
-def _entry_credentials(path: Path, host: str, entry: Mapping[str, object]) -> Credentials:
-    username, password = entry.get("username"), entry.get("password")
-    if isinstance(username, str) and isinstance(password, str) and username:
-        return Credentials(username, password)
-    encoded = entry.get("auth")
-    if isinstance(encoded, str):
-        try:
-            user, colon, secret = base64.b64decode(encoded, validate=True).decode().partition(":")
-        except (binascii.Error, UnicodeDecodeError):
-            colon = ""
-        if colon and user:
-            return Credentials(user, secret)
-    raise RegistryUnauthorized(
-        f"registry auth file {path}: the entry for {host} has neither a base64 'auth' of "
-        "user:password nor 'username' and 'password'"
-    )
-
-
 def parse_challenge(header: str) -> Challenge | None:
     """The first Basic or Bearer challenge of a ``WWW-Authenticate`` header."""
     scheme, _, rest = header.strip().partition(" ")
@@ -145,6 +158,20 @@ def parse_challenge(header: str) -> Challenge | None:
         return None
     params = {m.group(1).lower(): m.group(2) or m.group(3) or "" for m in _PARAM.finditer(rest)}
     return Challenge(scheme.lower(), params)
+
+
+def token_in_answer(body: bytes, realm_host: str) -> str:
+    """The token of a token realm's JSON answer (``token``, or OAuth2's ``access_token``)."""
+    try:
+        document = json.loads(body)
+    except (ValueError, RecursionError):
+        document = None
+    token = None
+    if isinstance(document, dict):
+        token = document.get("token") or document.get("access_token")
+    if not isinstance(token, str) or not token:
+        raise Unauthorized(f"token realm {realm_host} returned no token")
+    return token
 
 
 TokenFetcher = Callable[[str, Mapping[str, object], Credentials | None], str]

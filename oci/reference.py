@@ -1,7 +1,7 @@
 """OCI references: ``[http://|https://]host[:port]/repository[:tag][@sha256:<hex>]``.
 
-The host is always explicit (there is no default registry: the worker must never push to a
-public one by accident). The grammar follows the distribution spec: lower-case path components
+The host is always explicit (there is no default registry: nothing may push to a public one
+by accident). The grammar follows the distribution spec: lower-case path components
 separated by ``/``, a tag of at most 128 word characters, dots and dashes, a sha256 digest. A
 scheme prefix says how to talk to the registry; ``http://`` is the explicit opt-in to plain HTTP.
 """
@@ -12,10 +12,11 @@ import re
 from dataclasses import dataclass, replace
 from typing import Literal
 
-from worker.oci.content import DIGEST_PATTERN
+from oci.digest import DIGEST_PATTERN
+from oci.errors import InvalidReference
 
 MAX_REPOSITORY_LENGTH = 255
-"""The distribution registry's limit for a repository name (DESIGN §7 repository naming)."""
+"""The distribution registry's limit for a repository name."""
 
 _HOST = re.compile(
     r"^(localhost|\[[0-9a-fA-F:.]+\]|[a-zA-Z0-9]([a-zA-Z0-9-]*[a-zA-Z0-9])?"
@@ -25,10 +26,6 @@ _COMPONENT = re.compile(r"^[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*$")
 TAG_PATTERN = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 
 Scheme = Literal["https", "http"]
-
-
-class InvalidReference(ValueError):  # noqa: N818 - "you called it wrong", not a network failure
-    """The string is not an OCI reference this worker accepts."""
 
 
 @dataclass(frozen=True)

@@ -1,147 +1,56 @@
-"""The worker's only HTTP client of OCI registries (distribution spec v2), over ``requests``.
+"""The one HTTP client of OCI registries (distribution spec v2), over ``requests``.
 
-Every request goes through ``RegistryClient._send``, which adds authentication (see ``auth``),
-retries connection errors, 5xx and 429 with exponential backoff (honouring ``Retry-After``) up to
-``RegistrySettings.attempts``, and ends with ``RegistryUnavailable`` ("registry 503 after 6
-attempts: …"). ``raise_for_registry_status`` is the one table from a response to a typed error,
-preferring the registry's own ``errors[].code`` over the bare status.
+The worker pushes and pulls with it, the delivery endpoint reads through it, the Ollama source
+reads its models with it (the Ollama registry speaks the same API) and the controller deletes
+manifests with it. Every request goes through ``RegistryClient._send``, which adds
+authentication (see ``auth``), retries connection errors, 5xx and 429 with exponential backoff
+(honouring ``Retry-After``) up to ``RegistrySettings.attempts``, and ends with ``Unavailable``
+("registry 503 after 6 attempts: …"). ``status.raise_for_registry_status`` is the one table from
+a response to a typed error (``errors``).
+
+Credentials go to a token realm only over HTTPS, unless the registry itself is plain HTTP: an
+HTTPS registry that names an ``http://`` realm would otherwise receive the password in clear.
 
 TLS: the session ignores the environment (``trust_env=False``: ``REQUESTS_CA_BUNDLE`` would
 silently replace our CA) and passes ``verify=`` on each request. Plain HTTP is used only when the
-caller says so (``insecure`` or an ``http://`` reference) — never as a fallback.
+caller says so (``insecure`` or an ``http://`` base URL) — never as a fallback. Blobs stream in
+chunks of ``chunk_size``; nothing reads a blob whole unless the caller bounds it.
 """
 
 from __future__ import annotations
 
-import email.utils
-import json
 import time
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 import requests
 
-from worker.errors import RegistryRejected, RegistryUnauthorized, RegistryUnavailable
-from worker.oci.auth import Authenticator, BearerTokenFile, Credentials, parse_challenge
-from worker.oci.content import sha256_digest
-
-RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
-MAX_MANIFEST_BYTES = 4 << 20
-"""Manifests are small JSON documents; the distribution registry itself refuses more than 4 MiB."""
-_MAX_ERROR_BODY = 64 << 10
-_NETWORK_ERRORS = (
-    requests.ConnectionError,
-    requests.Timeout,
-    requests.exceptions.ChunkedEncodingError,
+from oci.auth import (
+    Authenticator,
+    BearerTokenFile,
+    Credentials,
+    parse_challenge,
+    token_in_answer,
 )
+from oci.body import SizedBody
+from oci.digest import is_digest, sha256_digest
+from oci.errors import BadResponse, TlsFailure, Unauthorized, Unavailable
+from oci.manifest import MAX_MANIFEST_BYTES, Manifest, parse_bounded_json
+from oci.responses import (
+    NETWORK_ERRORS,
+    RETRYABLE_STATUSES,
+    error_document,
+    raise_for_registry_status,
+    range_start,
+    read_at_most,
+    retry_after,
+)
+from oci.settings import RegistrySettings
 
-
-@dataclass(frozen=True)
-class RegistrySettings:
-    attempts: int = 6
-    """Tries per request (the first included) before ``RegistryUnavailable``."""
-    backoff_initial: float = 0.5
-    """Seconds before the second try; doubled before each further one."""
-    backoff_max: float = 30.0
-    retry_after_max: float = 120.0
-    """A larger ``Retry-After`` is cut to this (a registry cannot park the worker for hours)."""
-    connect_timeout: float = 10.0
-    read_timeout: float = 300.0
-    """Seconds without a byte; a registry may take long to verify a large blob on the final PUT."""
-    chunk_size: int = 8 << 20
-    """Bytes per upload PATCH and per read of a blob download (memory per transfer)."""
-    bearer_token_file: Path | None = None
-    """A static bearer token (re-read per request) instead of docker-config credentials: the
-    delivery endpoint's projected ServiceAccount token."""
-
-    def backoff(self, attempt: int) -> float:
-        """The pause after failed try number ``attempt`` (1-based)."""
-        return float(min(self.backoff_max, self.backoff_initial * 2 ** (attempt - 1)))
-
-
-class RegistryRefusal(RegistryRejected):
-    """A 4xx other than auth; keeps the status and the registry's error codes for callers."""
-
-    def __init__(self, message: str, status: int, codes: frozenset[str]) -> None:
-        super().__init__(message)
-        self.status = status
-        self.codes = codes
-
-
-class RegistryAuthRefusal(RegistryUnauthorized):
-    """401/403 (or an UNAUTHORIZED/DENIED code); keeps the status and the server's own message
-    (``errors[].message``) for callers that name the refusal themselves (``materialize-pod``)."""
-
-    def __init__(self, message: str, status: int, server_message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.server_message = server_message
-
-
-@dataclass(frozen=True)
-class Manifest:
-    data: bytes
-    media_type: str
-    digest: str
-
-
-def _error_detail(response: requests.Response) -> tuple[frozenset[str], str]:
-    codes, detail, _ = _error_document(response)
-    return codes, detail
-
-
-def _error_document(response: requests.Response) -> tuple[frozenset[str], str, str]:
-    """The ``errors[]`` codes, ``code: message`` pairs and the bare messages (bounded)."""
-    try:
-        body = next(response.iter_content(_MAX_ERROR_BODY), b"")
-    except (requests.RequestException, StopIteration):
-        body = b""
-    try:
-        errors = json.loads(body).get("errors") or []
-        codes = [str(e.get("code", "")) for e in errors if isinstance(e, dict)]
-        texts = [
-            f"{e.get('code', '')}: {e.get('message', '')}" for e in errors if isinstance(e, dict)
-        ]
-        messages = [str(e.get("message", "")) for e in errors if isinstance(e, dict)]
-        return frozenset(codes), "; ".join(texts)[:500], "; ".join(messages)[:1000]
-    except (ValueError, AttributeError):
-        return frozenset(), "", ""
-
-
-def raise_for_registry_status(response: requests.Response, what: str) -> None:
-    """Raises the typed error for a non-2xx response to the request described by ``what``."""
-    if response.ok:
-        return
-    codes, detail, server_message = _error_document(response)
-    status = response.status_code
-    message = f"{what}: registry answered {status}" + (f" ({detail})" if detail else "")
-    if status in (401, 403) or codes & {"UNAUTHORIZED", "DENIED"}:
-        raise RegistryAuthRefusal(
-            f"{message}; check the registry credentials (the docker config 'auths' entry for "
-            "this host) and that they may push and pull this repository",
-            status,
-            server_message,
-        )
-    if status in RETRYABLE_STATUSES:
-        raise RegistryUnavailable(message)
-    raise RegistryRefusal(message, status, codes)
-
-
-def _retry_after(response: requests.Response, cap: float) -> float | None:
-    value = response.headers.get("Retry-After")
-    if not value:
-        return None
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            seconds = email.utils.parsedate_to_datetime(value).timestamp() - time.time()
-        except (TypeError, ValueError):
-            return None
-    return max(0.0, min(cap, seconds))
+_MAX_TOKEN_ANSWER = 64 << 10
+__all__ = ["RegistryClient", "RegistrySettings"]
 
 
 class RegistryClient:
@@ -153,19 +62,27 @@ class RegistryClient:
         *,
         insecure: bool = False,
         ca_file: Path | None = None,
+        verify_tls: bool = True,
         credentials: Credentials | None = None,
         settings: RegistrySettings | None = None,
         sleep: Callable[[float], None] = time.sleep,
         transport: requests.adapters.BaseAdapter | None = None,
+        path_prefix: str = "",
     ) -> None:
-        """``transport`` replaces the network (tests pass an in-memory adapter)."""
+        """``insecure``: plain HTTP; ``verify_tls=False``: HTTPS without verifying the
+        certificate (development only); ``path_prefix``: where the API sits below the host
+        (``/v2/`` is appended to it); ``transport`` replaces the network (tests pass an
+        in-memory adapter)."""
         self.host = host
-        self.base_url = f"{'http' if insecure else 'https'}://{host}"
+        self.base_url = f"{'http' if insecure else 'https'}://{host}{path_prefix.rstrip('/')}"
         self.settings = settings or RegistrySettings()
         self._sleep = sleep
         self._verify: bool | str = str(ca_file) if ca_file is not None else True
+        if not verify_tls:
+            self._verify = False
         self._session = requests.Session()
         self._session.trust_env = False
+        self._session.headers["User-Agent"] = "ai-models"
         adapter = transport or requests.adapters.HTTPAdapter(pool_maxsize=16, max_retries=0)
         self._session.mount("http://", adapter)
         self._session.mount("https://", adapter)
@@ -184,12 +101,24 @@ class RegistryClient:
     # ---- the one request path -------------------------------------------------------------
 
     def url(self, path: str) -> str:
-        return urljoin(self.base_url + "/", path)
+        """The URL of an API ``path`` (``/v2/…``), below the base URL's path prefix."""
+        return self.base_url + path
 
     def _send(
-        self, method: str, url: str, *, scope: str, authenticate: bool = True, **kwargs: Any
+        self,
+        method: str,
+        url: str,
+        *,
+        scope: str,
+        authenticate: bool = True,
+        once: bool = False,
+        **kwargs: Any,
     ) -> requests.Response:
-        """Sends with auth and retries; returns the response whatever its final status."""
+        """Sends with auth and retries; returns the response whatever its final status.
+
+        ``once``: the body is a stream that cannot be sent again, so nothing is retried: a lost
+        connection or a renewed token raises ``Unavailable`` (the caller resumes from what the
+        registry holds), a 5xx or 429 is returned as it is."""
         extra_headers: dict[str, str] = kwargs.pop("headers", {})
         attempt, answered = 0, not authenticate
         what = f"{method} {urlsplit(url).path}"
@@ -199,15 +128,19 @@ class RegistryClient:
             try:
                 response = self._session.request(
                     method, url, headers=headers, verify=self._verify, timeout=self._timeouts(),
-                    **kwargs,
+                    proxies=self._proxies(url), **kwargs,
                 )  # fmt: skip
             except requests.exceptions.SSLError as error:
                 # A certificate that does not verify will not verify on the next try either.
-                raise RegistryRejected(
+                raise TlsFailure(
                     f"TLS verification of {self.host} failed ({type(error).__name__}); give "
                     "the registry's CA certificate (ca_file) or fix the registry's certificate"
                 ) from error
-            except _NETWORK_ERRORS as error:
+            except NETWORK_ERRORS as error:
+                if once:
+                    raise Unavailable(
+                        f"registry connection lost: {what} at {self.host} ({type(error).__name__})"
+                    ) from error
                 self._pause_or_fail(attempt, what, type(error).__name__, None, error)
                 continue
             if response.status_code == 401 and not answered:
@@ -215,8 +148,10 @@ class RegistryClient:
                 if challenge is not None and self._auth.answer(challenge, scope):
                     answered, attempt = True, attempt - 1  # an auth round is not a failure
                     response.close()
+                    if once:
+                        raise Unavailable(f"registry renewed the token during {what}", 401)
                     continue
-            if response.status_code in RETRYABLE_STATUSES:
+            if response.status_code in RETRYABLE_STATUSES and not once:
                 self._pause_or_fail(attempt, what, str(response.status_code), response, None)
                 continue
             return response
@@ -231,6 +166,11 @@ class RegistryClient:
     def _timeouts(self) -> tuple[float, float]:
         return (self.settings.connect_timeout, self.settings.read_timeout)
 
+    def _proxies(self, url: str) -> dict[str, str]:
+        if not self.settings.environment_proxies:
+            return {}
+        return dict(requests.utils.get_environ_proxies(url))
+
     def _pause_or_fail(
         self,
         attempt: int,
@@ -241,34 +181,34 @@ class RegistryClient:
     ) -> None:
         settings = self.settings
         if attempt >= settings.attempts:
-            detail = ""
-            if response is not None:
-                detail = _error_detail(response)[1]
+            detail = error_document(response)[1] if response is not None else ""
             message = f"registry {failure} after {attempt} attempts: {what} at {self.host}"
-            raise RegistryUnavailable(message + (f" ({detail})" if detail else "")) from error
+            status = response.status_code if response is not None else None
+            raise Unavailable(message + (f" ({detail})" if detail else ""), status) from error
         delay = None
         if response is not None:
-            delay = _retry_after(response, settings.retry_after_max)
+            delay = retry_after(response, settings.retry_after_max)
             response.close()
         self._sleep(settings.backoff(attempt) if delay is None else delay)
 
     def _fetch_token(
         self, realm: str, query: Mapping[str, object], credentials: Credentials | None
     ) -> str:
-        if urlsplit(realm).scheme != "https" and credentials and self.base_url.startswith("https"):
-            raise RegistryUnauthorized(
-                f"token realm {realm} is not HTTPS; refusing to send secrets"
+        parts = urlsplit(realm)
+        if parts.scheme != "https" and credentials and self.base_url.startswith("https"):
+            raise Unauthorized(
+                f"registry {self.host} names the token realm {parts.scheme}://{parts.netloc}, "
+                "which is not HTTPS; refusing to send the registry credentials there"
             )
         headers = {"Authorization": credentials.basic_header()} if credentials else {}
         response = self._send(
-            "GET", realm, scope="", authenticate=False, params=query, headers=headers
-        )
-        raise_for_registry_status(response, f"token request to {urlsplit(realm).netloc}")
-        document = response.json()
-        token = document.get("token") or document.get("access_token")
-        if not isinstance(token, str) or not token:
-            raise RegistryUnauthorized(f"token realm {urlsplit(realm).netloc} returned no token")
-        return token
+            "GET", realm, scope="", authenticate=False, params=query, headers=headers,
+            stream=True,
+        )  # fmt: skip
+        with response:
+            raise_for_registry_status(response, f"token request to {parts.netloc}")
+            body = read_at_most(response, _MAX_TOKEN_ANSWER, f"token from {parts.netloc}")
+        return token_in_answer(body, parts.netloc)
 
     # ---- blobs ----------------------------------------------------------------------------
 
@@ -326,9 +266,29 @@ class RegistryClient:
         raise_for_registry_status(response, f"upload chunk at {offset} to {repository}")
         return _location(response)
 
-    def finish_upload(self, repository: str, location: str, digest: str) -> None:
+    def upload_stream(
+        self, repository: str, location: str, pieces: Iterable[bytes], offset: int, length: int
+    ) -> str:
+        """PATCHes ``length`` bytes at ``offset`` in one request whose body streams from
+        ``pieces`` as they come; returns the session's next location. Tried once (a stream
+        cannot be replayed): a lost connection raises ``Unavailable`` and the caller resumes
+        from the session's offset (``upload_offset``). ``length`` > 0."""
+        headers = {
+            "Content-Type": "application/octet-stream",
+            "Content-Range": f"{offset}-{offset + length - 1}",
+        }
         response = self._send(
-            "PUT", location, scope=_push(repository), params={"digest": digest}, data=b"",
+            "PATCH", location, scope=_push(repository), data=SizedBody(pieces, length),
+            headers=headers, once=True,
+        )  # fmt: skip
+        raise_for_registry_status(response, f"upload at {offset} to {repository}")
+        return _location(response)
+
+    def finish_upload(self, repository: str, location: str, digest: str, data: bytes = b"") -> None:
+        """Closes the session with ``digest``; ``data``: the blob's last (or only) bytes, sent
+        in this PUT (a small blob needs no PATCH)."""
+        response = self._send(
+            "PUT", location, scope=_push(repository), params={"digest": digest}, data=data,
             headers={"Content-Type": "application/octet-stream"},
         )  # fmt: skip
         raise_for_registry_status(response, f"finish upload of {digest} to {repository}")
@@ -338,25 +298,73 @@ class RegistryClient:
         if response.status_code not in (404, 400):
             raise_for_registry_status(response, f"cancel upload in {repository}")
 
-    def blob_chunks(self, repository: str, digest: str, offset: int = 0) -> Iterator[bytes]:
-        """The blob's bytes from ``offset`` (ranged GET), in chunks of at most ``chunk_size``."""
+    def blob_chunks(
+        self, repository: str, digest: str, offset: int = 0, chunk_size: int | None = None
+    ) -> Iterator[bytes]:
+        """The blob's bytes from ``offset`` (ranged GET), in chunks of at most ``chunk_size``
+        (default: the settings'). Nothing more than one chunk is ever held."""
         headers = {"Range": f"bytes={offset}-"} if offset else {}
-        url = self.url(f"/v2/{repository}/blobs/{digest}")
-        response = self._send("GET", url, scope=_pull(repository), headers=headers, stream=True)
+        response = self._get_blob(repository, digest, headers)
         with response:
             raise_for_registry_status(response, f"GET blob {digest} from {repository}")
             skip = offset if response.status_code == 200 else 0  # the range was ignored
             try:
-                for piece in response.iter_content(self.settings.chunk_size):
+                for piece in response.iter_content(chunk_size or self.settings.chunk_size):
                     if skip:
                         piece, skip = piece[skip:], max(0, skip - len(piece))
                     if piece:
                         yield piece
-            except _NETWORK_ERRORS as error:
-                raise RegistryUnavailable(
+            except NETWORK_ERRORS as error:
+                raise Unavailable(
                     f"registry connection lost while reading blob {digest} from {repository}: "
                     f"{type(error).__name__}"
                 ) from error
+
+    def blob_range(self, repository: str, digest: str, offset: int, length: int) -> bytes:
+        """``length`` bytes of the blob at ``offset`` with one ranged GET (``length`` > 0); a
+        registry that ignores the range is refused rather than read whole."""
+        what = f"blob {digest} in {repository}"
+        headers = {"Range": f"bytes={offset}-{offset + length - 1}"}
+        response = self._get_blob(repository, digest, headers)
+        with response:
+            raise_for_registry_status(response, f"GET range of {what}")
+            if response.status_code != 206:
+                raise BadResponse(f"{what}: the registry ignored the Range header")
+            if range_start(response.headers.get("Content-Range", "")) != offset:
+                raise BadResponse(f"{what}: the registry answered a range other than requested")
+            return read_at_most(response, length, what)
+
+    def read_blob(self, repository: str, digest: str, limit: int) -> bytes:
+        """A small blob whole (a config), refusing more than ``limit`` bytes; verified."""
+        what = f"blob {digest} in {repository}"
+        response = self._get_blob(repository, digest, {})
+        with response:
+            raise_for_registry_status(response, f"GET {what}")
+            data = read_at_most(response, limit + 1, what)
+        if len(data) > limit:
+            raise BadResponse(f"{what} is larger than {limit:,} bytes")
+        if sha256_digest(data) != digest:
+            raise BadResponse(f"{what}: the registry returned other bytes than the digest names")
+        return data
+
+    def _get_blob(self, repository: str, digest: str, headers: dict[str, str]) -> requests.Response:
+        if not is_digest(digest):
+            raise BadResponse(f"{repository}: {digest[:80]!r} is not a sha256 digest")
+        url = self.url(f"/v2/{repository}/blobs/{digest}")
+        return self._send("GET", url, scope=_pull(repository), headers=headers, stream=True)
+
+    def tags(self, repository: str, limit: int) -> tuple[str, ...]:
+        """The repository's tags as the registry lists them, at most ``limit``."""
+        url = self.url(f"/v2/{repository}/tags/list")
+        response = self._send("GET", url, scope=_pull(repository), params={"n": limit}, stream=True)
+        with response:
+            raise_for_registry_status(response, f"GET tags of {repository}")
+            data = read_at_most(response, MAX_MANIFEST_BYTES + 1, f"tags of {repository}")
+        document = parse_bounded_json(data, f"tags of {repository}", "tag list")
+        tags = document.get("tags") if isinstance(document, dict) else None
+        if not isinstance(tags, list):
+            raise BadResponse(f"tags of {repository}: the registry's answer has no tag list")
+        return tuple(t for t in tags[:limit] if isinstance(t, str))
 
     # ---- manifests ------------------------------------------------------------------------
 
@@ -372,29 +380,38 @@ class RegistryClient:
         url = self.url(f"/v2/{repository}/manifests/{reference}")
         headers = {"Accept": ", ".join(accept)}
         response = self._send("GET", url, scope=_pull(repository), headers=headers, stream=True)
+        what = f"manifest {reference} in {repository}"
         with response:
             raise_for_registry_status(response, f"GET manifest {reference} from {repository}")
-            data = response.raw.read(MAX_MANIFEST_BYTES + 1, decode_content=True)
+            data = read_at_most(response, MAX_MANIFEST_BYTES + 1, what)
         if len(data) > MAX_MANIFEST_BYTES:
-            raise RegistryRejected(f"manifest {reference} in {repository} is larger than 4 MiB")
+            raise BadResponse(f"{what} is larger than 4 MiB")
         digest = sha256_digest(data)
-        if reference.startswith("sha256:") and digest != reference:
-            raise RegistryRejected(
-                f"manifest {reference} from {repository} hashes to {digest}: the registry "
-                "returned other bytes than the digest names"
-            )
+        announced = response.headers.get("Docker-Content-Digest") or None
+        for named in (reference if reference.startswith("sha256:") else None, announced):
+            if named is not None and digest != named:
+                raise BadResponse(
+                    f"manifest {reference} from {repository} hashes to {digest}: the registry "
+                    f"returned other bytes than {'the digest' if named == reference else named} "
+                    "names"
+                )
         media_type = response.headers.get("Content-Type", "").split(";")[0].strip()
         return Manifest(data, media_type, digest)
 
     def head_manifest(self, repository: str, reference: str, accept: tuple[str, ...]) -> str | None:
-        """The manifest's digest when it exists, else None."""
+        """The manifest's digest (``Docker-Content-Digest``) when it exists, else None."""
         url = self.url(f"/v2/{repository}/manifests/{reference}")
         headers = {"Accept": ", ".join(accept)}
         response = self._send("HEAD", url, scope=_pull(repository), headers=headers)
         if response.status_code == 404:
             return None
         raise_for_registry_status(response, f"HEAD manifest {reference} in {repository}")
-        return response.headers.get("Docker-Content-Digest") or None
+        digest = response.headers.get("Docker-Content-Digest", "")
+        if not is_digest(digest):
+            raise BadResponse(
+                f"registry {self.host} did not report the digest of {repository}:{reference}"
+            )
+        return digest
 
     def delete_manifest(self, repository: str, digest: str) -> bool:
         """Deletes by digest; False when it was already gone."""
@@ -403,6 +420,15 @@ class RegistryClient:
         if response.status_code == 404:
             return False
         raise_for_registry_status(response, f"DELETE manifest {digest} in {repository}")
+        return True
+
+    def delete_blob(self, repository: str, digest: str) -> bool:
+        """Unlinks a blob from ``repository``; False when it was not linked there."""
+        url = self.url(f"/v2/{repository}/blobs/{digest}")
+        response = self._send("DELETE", url, scope=f"repository:{repository}:delete")
+        if response.status_code == 404:
+            return False
+        raise_for_registry_status(response, f"DELETE blob {digest} in {repository}")
         return True
 
 
@@ -417,5 +443,5 @@ def _push(repository: str) -> str:
 def _location(response: requests.Response) -> str:
     location = response.headers.get("Location")
     if not location:
-        raise RegistryRejected(f"{response.request.method} {response.url}: no Location header")
+        raise BadResponse(f"{response.request.method} {response.url}: no Location header")
     return urljoin(response.url, location)

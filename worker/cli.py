@@ -20,7 +20,7 @@ termination log in a pod, and exits 2 when permanent (fix the source) or 1 when 
 (retry). Logs go to stderr: a line per event for people (time, level, message, key=value),
 JSON lines with ``AI_MODELS_LOG_FORMAT=json`` (``worker/logs.py``).
 
-Environment (set by the controller's Job; all optional on a laptop):
+Environment (the Job sets those ``api/protocol.py`` names; all optional on a laptop):
 ``POD_NAME``/``POD_NAMESPACE`` (report progress and the result on this pod), ``HF_ENDPOINT``,
 ``HF_TOKEN`` or ``HF_TOKEN_PATH``, ``OLLAMA_REGISTRY``, ``SOURCES_CA_BUNDLE``,
 ``DOCKER_CONFIG`` (directory with ``config.json``: registry credentials),
@@ -42,9 +42,10 @@ from typing import Any
 
 import structlog
 
+from api import protocol
+from oci.errors import InvalidReference
 from worker import logs
 from worker.errors import (
-    TRANSIENT_EXIT_CODE,
     InsufficientStorage,
     PermanentError,
     WorkerError,
@@ -52,10 +53,8 @@ from worker.errors import (
 )
 from worker.memory import limit_heap_retention
 from worker.oci.layout import InvalidLayout
-from worker.oci.reference import InvalidReference
 
 log = structlog.get_logger("worker")
-TERMINATION_LOG = "/dev/termination-log"
 
 
 def configure_logging() -> None:
@@ -66,9 +65,9 @@ def write_termination(payload: dict[str, str]) -> None:
     """In a pod (``POD_NAME`` set) the kubelet reads ``/dev/termination-log``; on a laptop no
     such file is written unless ``AI_MODELS_TERMINATION_LOG`` names one."""
     configured = os.environ.get("AI_MODELS_TERMINATION_LOG")
-    if not configured and not os.environ.get("POD_NAME"):
+    if not configured and not os.environ.get(protocol.ENV_POD_NAME):
         return
-    path = Path(configured or TERMINATION_LOG)
+    path = Path(configured or protocol.TERMINATION_LOG_PATH)
     try:
         with path.open("w") as handle:
             handle.write(json.dumps(logs.with_tail(payload), ensure_ascii=True))
@@ -97,7 +96,7 @@ def _out_of_space(error: OSError, args: argparse.Namespace) -> InsufficientStora
 
         dest = str(args.dest)
         registry_dest = args.command == "prepare" and not is_layout_path(dest)
-        where = os.environ.get("AI_MODELS_WORKSPACE", ".") if registry_dest else dest
+        where = os.environ.get(protocol.ENV_AI_MODELS_WORKSPACE, ".") if registry_dest else dest
     return InsufficientStorage(
         f"{where}: no space left on its device ({error.strerror}); free space or give the "
         "worker a larger volume, then run again"
@@ -174,5 +173,5 @@ def main(argv: list[str] | None = None) -> int:
         payload = {"reason": "WorkerCrashed", "message": f"{type(error).__name__}: {error}"[:2000]}
         write_termination(payload)
         sys.stderr.write(json.dumps(payload) + "\n")
-        return TRANSIENT_EXIT_CODE
-    return 0
+        return protocol.TRANSIENT_EXIT_CODE
+    return protocol.SUCCESS_EXIT_CODE

@@ -5,25 +5,25 @@ Each returns the JSON-ready dict the CLI prints; failures are ``WorkerError``s.
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
 
 import structlog
 
+from api import protocol
+from oci.registry import RegistrySettings
 from worker.errors import InsufficientStorage
 from worker.inspect.resolve import inspect_source
 from worker.oci.materialize import materialize as pull
 from worker.oci.publish import publish
-from worker.oci.registry import RegistrySettings
 from worker.oci.target import parse_destination
+from worker.plan import Source
 from worker.podreport import patch_with_retries, pod_annotator_from_env
-from worker.progress import ANNOTATION_PROGRESS, ProgressReporter
-from worker.sources import open_source
+from worker.progress import ProgressReporter
+from worker.sources import UploadSettings, open_source
 from worker.sources.settings import SourceSettings
 
-ANNOTATION_RESULT = "ai.deckhouse.io/result"
 TRUE = frozenset({"1", "true", "yes", "on"})
 log = structlog.get_logger("worker")
 
@@ -34,10 +34,10 @@ def _env_path(name: str) -> Path | None:
 
 
 def registry_options() -> dict[str, Any]:
-    docker_config = _env_path("DOCKER_CONFIG")
+    docker_config = _env_path(protocol.ENV_DOCKER_CONFIG)
     options: dict[str, Any] = {
-        "insecure": os.environ.get("AI_MODELS_REGISTRY_INSECURE", "").lower() in TRUE,
-        "ca_file": _env_path("AI_MODELS_REGISTRY_CA"),
+        "insecure": os.environ.get(protocol.ENV_AI_MODELS_REGISTRY_INSECURE, "").lower() in TRUE,
+        "ca_file": _env_path(protocol.ENV_AI_MODELS_REGISTRY_CA),
         "auth_file": docker_config / "config.json" if docker_config else None,
     }
     attempts = os.environ.get("AI_MODELS_REGISTRY_ATTEMPTS")
@@ -66,8 +66,13 @@ def _files(plan: Any) -> list[dict[str, Any]]:
     ]
 
 
+def _open_source(spec: str) -> Source:
+    """The source; an upload reads its blob with the registry settings of publishing."""
+    return open_source(spec, SourceSettings.from_env(), UploadSettings.from_env(registry_options()))
+
+
 def inspect(spec: str) -> dict[str, Any]:
-    source = open_source(spec, SourceSettings.from_env())
+    source = _open_source(spec)
     inspection = inspect_source(source)
     return {
         "resolved": inspection.resolved.to_wire(),
@@ -94,12 +99,12 @@ def describe(found: dict[str, Any]) -> str:
 
 def prepare(spec: str, dest: str) -> dict[str, Any]:
     annotator = pod_annotator_from_env()
-    interval = _float_env("AI_MODELS_PROGRESS_INTERVAL", 2.0)
-    concurrency = int(_float_env("AI_MODELS_TRANSFER_CONCURRENCY", 3))
+    interval = _float_env(protocol.ENV_AI_MODELS_PROGRESS_INTERVAL, 2.0)
+    concurrency = int(_float_env(protocol.ENV_AI_MODELS_TRANSFER_CONCURRENCY, 3))
     # Both arguments are checked before any traffic (opening a source only parses it), the
     # source first: a refused source must not leave a new, empty layout directory behind.
-    source = open_source(spec, SourceSettings.from_env())
-    upload_state = _upload_state(_env_path("AI_MODELS_WORKSPACE"))
+    source = _open_source(spec)
+    upload_state = _upload_state(_env_path(protocol.ENV_AI_MODELS_WORKSPACE))
     target = parse_destination(dest, upload_state=upload_state, **registry_options())
     starting = ProgressReporter(0, annotator, interval=interval)
     starting.stage("inspecting")
@@ -123,25 +128,23 @@ def prepare(spec: str, dest: str) -> dict[str, Any]:
     except InsufficientStorage as error:
         needed = f" (the model's files take {plan.total_bytes:,} bytes)"
         raise InsufficientStorage(error.message + needed) from error
-    result = {
-        "artifact": {
-            "kind": "OCI",
-            "digest": artifact.digest,
-            "mediaType": artifact.media_type,
-            "sizeBytes": artifact.size_bytes,
-        },
-        "resolved": inspection.resolved.to_wire(),
-        "source": inspection.source_status.to_wire(),
-    }
+    result = protocol.WorkerResult(
+        artifact=artifact.to_status(),
+        resolved=inspection.resolved,
+        source=inspection.source_status,
+    )
     log.info(
         "published", reference=artifact.reference, digest=artifact.digest, size=artifact.size_bytes
     )
     if annotator is not None:
         patch_with_retries(
             annotator,
-            {ANNOTATION_PROGRESS: "100", ANNOTATION_RESULT: json.dumps(result, sort_keys=True)},
+            {
+                protocol.ANNOTATION_PROGRESS: "100",
+                protocol.ANNOTATION_RESULT: result.to_annotation(),
+            },
         )
-    return result
+    return result.to_wire()
 
 
 def _upload_state(workspace: Path | None) -> Path | None:
@@ -179,7 +182,7 @@ def materialize_pod(digests: Path, token: Path, endpoint: str, dest: Path) -> di
         token,
         endpoint,
         dest,
-        namespace=os.environ.get("POD_NAMESPACE") or None,
+        namespace=os.environ.get(protocol.ENV_POD_NAMESPACE) or None,
         ca_file=_env_path("AI_MODELS_DELIVERY_CA"),
     )
     return {

@@ -23,7 +23,8 @@ once; a transient one exits with 1 and the Job retries the pod.
     │   ├── UnsafeDestination        a link, FIFO or device sits where materialize writes in DIR
     │   ├── InvalidModelDigests      materialize-pod: the pod's digests file is missing or malformed
     │   ├── DeliveryUnauthorized     materialize-pod: the delivery endpoint refused the token (401)
-    │   └── DeliveryForbidden        materialize-pod: the token may not fetch this model (403)
+    │   ├── DeliveryForbidden        materialize-pod: the token may not fetch this model (403)
+    │   └── UploadRejected           an uploaded archive breaks a rule of the unpacker
     └── TransientError               exit code 1: the Job retries the pod
         ├── SourceUnavailable        the source answered 5xx, timed out or reset the connection
         └── RegistryUnavailable      the OCI registry answered 5xx or could not be reached
@@ -38,10 +39,7 @@ import errno
 import json
 from typing import ClassVar, TypeGuard
 
-PERMANENT_EXIT_CODE = 2
-"""Exit code of a permanent failure; the Job's podFailurePolicy fails the Job on it."""
-TRANSIENT_EXIT_CODE = 1
-"""Exit code of a transient failure; the Job retries the pod."""
+from api.protocol import PERMANENT_EXIT_CODE, TRANSIENT_EXIT_CODE
 
 # The kubelet keeps at most 4096 bytes of /dev/termination-log. The message's JSON encoding
 # (ASCII-escaped, which is never shorter than UTF-8) is held to this many bytes, leaving room
@@ -197,3 +195,11 @@ class DeliveryForbidden(PermanentError):  # noqa: N818
     Ready)."""
 
     reason = "DeliveryForbidden"
+
+
+class UploadRejected(PermanentError):  # noqa: N818
+    """An uploaded archive the unpacker refuses (``worker/archive.py``): a link, a device, a
+    path leaving the directory, a duplicate name, too many members, a decompression bomb, a
+    truncated stream, an encrypted zip entry… The message names the archive and the member."""
+
+    reason = "UploadRejected"

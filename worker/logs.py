@@ -31,8 +31,8 @@ from typing import Any, TextIO
 import structlog
 
 from api import logtail
+from api.protocol import ENV_AI_MODELS_LOG_FORMAT
 
-ENV_FORMAT = "AI_MODELS_LOG_FORMAT"
 TERMINATION_MESSAGE_BYTES = 4096  # the kubelet's limit for one container's termination message
 LEVELS = {"warning": "warn", "critical": "error", "exception": "error"}
 HIDDEN_IN_TEXT = ("progress",)
@@ -88,7 +88,8 @@ def _render_text(_: Any, __: str, event: EventDict) -> str:
 
 
 def log_format(env: MutableMapping[str, str] | None = None) -> str:
-    value = (env if env is not None else os.environ).get(ENV_FORMAT, "").strip().lower()
+    source = env if env is not None else os.environ
+    value = source.get(ENV_AI_MODELS_LOG_FORMAT, "").strip().lower()
     return "json" if value == "json" else "text"
 
 

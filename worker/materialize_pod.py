@@ -33,17 +33,18 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
+from oci.auth import MAX_TOKEN_FILE_BYTES
+from oci.digest import is_digest
+from oci.errors import InvalidReference
+from oci.registry import RegistrySettings
 from worker.errors import (
     DeliveryForbidden,
     DeliveryUnauthorized,
     InvalidModelDigests,
     TransientError,
 )
-from worker.oci.auth import MAX_TOKEN_FILE_BYTES
-from worker.oci.content import is_digest
 from worker.oci.materialize import Materialized, materialize
-from worker.oci.reference import InvalidReference
-from worker.oci.registry import RegistryAuthRefusal, RegistrySettings
+from worker.oci.registry_errors import RegistryAuthRefusal
 
 MAX_DIGESTS_FILE_BYTES = 64 << 10
 MAX_MODELS = 16

@@ -3,7 +3,8 @@
 The pod is named by the downward API (``POD_NAME``, ``POD_NAMESPACE``); the credentials are the
 pod's service-account token (in-cluster configuration), whose RBAC allows exactly this. A failed
 patch is logged and dropped: progress is best effort and must never fail a preparation; the
-result annotation is retried a few times because the controller needs it.
+result annotation is retried a few times because the controller needs it. The variable and
+annotation names are ``api/protocol.py``'s.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import time
 from typing import Protocol
 
 import structlog
+
+from api.protocol import ENV_POD_NAME, ENV_POD_NAMESPACE
 
 log = structlog.get_logger("podreport")
 
@@ -46,7 +49,7 @@ class PodAnnotator:
 
 def pod_annotator_from_env() -> Annotator | None:
     """The annotator of this pod, or ``None`` outside a pod (no ``POD_NAME``)."""
-    name, namespace = os.environ.get("POD_NAME"), os.environ.get("POD_NAMESPACE")
+    name, namespace = os.environ.get(ENV_POD_NAME), os.environ.get(ENV_POD_NAMESPACE)
     if not name or not namespace:
         return None
     return PodAnnotator(name, namespace)

@@ -4,8 +4,9 @@
 files in flight, derives a rate (over a sliding window) and an ETA, and reports:
 
 - in a pod: ``ai.deckhouse.io/progress`` (integer percent) and
-  ``ai.deckhouse.io/progress-detail`` (``{stage, bytesDone, bytesTotal, bytesPerSecond, file}``)
-  on its own pod, at most once per interval plus once per stage change (DESIGN.md §4);
+  ``ai.deckhouse.io/progress-detail`` (``api.protocol.ProgressDetail``: ``{stage, bytesDone,
+  bytesTotal, bytesPerSecond, file}``) on its own pod, at most once per interval plus once per
+  stage change;
 - always: a log line per report, so ``kubectl logs`` reads like a progress log
   (``transfer model.safetensors 37% 32.1/87.3 MiB 8.1 MiB/s ETA 7s``; the JSON format keeps the
   figures under ``progress``);
@@ -14,7 +15,6 @@ files in flight, derives a rate (over a sliding window) and an ETA, and reports:
 
 from __future__ import annotations
 
-import json
 import sys
 import threading
 import time
@@ -24,10 +24,9 @@ from typing import TextIO
 
 import structlog
 
+from api.protocol import ANNOTATION_PROGRESS, ANNOTATION_PROGRESS_DETAIL, ProgressDetail
 from worker.podreport import Annotator
 
-ANNOTATION_PROGRESS = "ai.deckhouse.io/progress"
-ANNOTATION_DETAIL = "ai.deckhouse.io/progress-detail"
 RATE_WINDOW_SECONDS = 10.0
 log = structlog.get_logger("progress")
 
@@ -44,13 +43,13 @@ def _eta(seconds: int) -> str:
     return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
 
 
-def progress_line(detail: dict[str, object], percent: int) -> str:
+def progress_line(detail: ProgressDetail, percent: int) -> str:
     """``transfer model.safetensors 37% 32.1/87.3 MiB 8.1 MiB/s ETA 7s``; a stage without bytes
     to count (``inspecting``) is its name alone, a stage without a file names none."""
-    done, total, rate = detail["bytesDone"], detail["bytesTotal"], detail["bytesPerSecond"]
-    parts = [str(detail["stage"])]
-    if detail.get("file"):
-        parts.append(str(detail["file"]))
+    done, total, rate = detail.bytes_done, detail.bytes_total, detail.bytes_per_second
+    parts = [str(detail.stage)]
+    if detail.file:
+        parts.append(detail.file)
     if isinstance(total, int) and total > 0 and isinstance(done, int):
         parts.append(f"{percent}% {done / (1 << 20):.1f}/{_mib(total)}")
         if isinstance(rate, int) and rate > 0 and done < total:
@@ -133,16 +132,16 @@ class ProgressReporter:
         (t0, b0), (t1, b1) = self._samples[0], self._samples[-1]
         return (b1 - b0) / (t1 - t0) if t1 > t0 else None
 
-    def detail(self, now: float) -> dict[str, object]:
+    def detail(self, now: float) -> ProgressDetail:
         with self._lock:
             rate = self._rate(now)
-            return {
-                "stage": self._stage,
-                "bytesDone": self._done,
-                "bytesTotal": self._total,
-                "bytesPerSecond": round(rate) if rate is not None else None,
-                "file": self._file,
-            }
+            return ProgressDetail(
+                stage=self._stage,
+                bytes_done=self._done,
+                bytes_total=self._total,
+                bytes_per_second=round(rate) if rate is not None else None,
+                file=self._file,
+            )
 
     def report(self, force: bool = False) -> None:
         now = self._clock()
@@ -153,19 +152,16 @@ class ProgressReporter:
         detail, percent = self.detail(now), self.percent()
         self.reports += 1
         if self._annotator is not None:
-            compact = {k: v for k, v in detail.items() if v is not None}
             self._annotator.patch(
                 {
                     ANNOTATION_PROGRESS: str(percent),
-                    ANNOTATION_DETAIL: json.dumps(compact, sort_keys=True),
+                    ANNOTATION_PROGRESS_DETAIL: detail.to_annotation(),
                 }
             )
         self._print(detail, percent)
 
-    def _print(self, detail: dict[str, object], percent: int) -> None:
-        done, total, rate = detail["bytesDone"], detail["bytesTotal"], detail["bytesPerSecond"]
-        assert isinstance(done, int)
-        assert isinstance(total, int)
+    def _print(self, detail: ProgressDetail, percent: int) -> None:
+        done, total, rate = detail.bytes_done or 0, detail.bytes_total or 0, detail.bytes_per_second
         eta = None
         if isinstance(rate, int) and rate > 0:
             eta = round((total - done) / rate)
@@ -175,15 +171,15 @@ class ProgressReporter:
             bar = "#" * filled + "-" * (width - filled)
             speed = f" {_mib(rate)}/s" if isinstance(rate, int) else ""
             self._tty.write(
-                f"\r[{bar}] {percent:3d}% {_mib(done)}/{_mib(total)}{speed} {detail['stage']}   "
+                f"\r[{bar}] {percent:3d}% {_mib(done)}/{_mib(total)}{speed} {detail.stage}   "
             )
             self._tty.flush()
             return
         log.info(
             progress_line(detail, percent),
             progress={
-                "stage": detail["stage"],
-                "file": detail["file"],
+                "stage": detail.stage,
+                "file": detail.file,
                 "percent": percent,
                 "bytesDone": done,
                 "bytesTotal": total,

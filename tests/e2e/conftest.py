@@ -19,6 +19,7 @@ import pytest
 import yaml
 
 from tests.ground.controlplane import ControlPlane
+from tests.ground.gateway import GatewayReplica, run_gateways
 from tests.ground.hub import HubEmulator
 from tests.ground.nodeemu import NodeEmulator
 from tests.ground.procs import free_port
@@ -118,15 +119,14 @@ def controller_kubeconfig(plane: ControlPlane, work: Path) -> Path:
 
 
 @pytest.fixture(scope="package")
-def e2e_config(
+def e2e_chart(
     control_plane: ControlPlane,
     e2e_registry: RestartableRegistry,
     registry: Registry,
     hub: HubEmulator,  # noqa: F811 - the fixture imported above
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Path:
-    """The chart installed with e2e values; its rendered configuration, with local ports."""
-    docs = install(
+) -> list[JSON]:
+    """The chart installed with e2e values; its rendered documents."""
+    return install(
         control_plane,
         SYSTEM,
         sets=(
@@ -141,6 +141,41 @@ def e2e_config(
             "controller.logFormat=console",
         ),
     )
+
+
+def service_account_kubeconfig(
+    plane: ControlPlane, account: str, namespace: str, path: Path
+) -> Path:
+    token = plane.kubectl_run("create", "token", account, "-n", namespace, "--duration=6h")
+    assert token.returncode == 0, token.stderr
+    return plane.write_kubeconfig(path, {"token": token.stdout.strip()})
+
+
+@pytest.fixture(scope="package")
+def upload_gateways(
+    control_plane: ControlPlane,
+    e2e_chart: list[JSON],
+    e2e_registry: RestartableRegistry,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[list[GatewayReplica]]:
+    """Two upload gateway replicas as the chart's ServiceAccount, in front of the e2e registry;
+    the controller's configuration sends users to the first one (``e2e_config``)."""
+    work = tmp_path_factory.mktemp("gateways")
+    kubeconfig = service_account_kubeconfig(
+        control_plane, "ai-models-upload-gateway", SYSTEM, work / "gateway.kubeconfig"
+    )
+    with run_gateways(work, 2, kubeconfig, SYSTEM, e2e_registry.host) as replicas:
+        yield replicas
+
+
+@pytest.fixture(scope="package")
+def e2e_config(
+    e2e_chart: list[JSON],
+    upload_gateways: list[GatewayReplica],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Path:
+    """The chart's rendered controller configuration, with local ports."""
+    docs = e2e_chart
     config = yaml.safe_load(find(docs, "ConfigMap", "ai-models-controller")["data"]["config.yaml"])
     config["controller"].update(
         {
@@ -159,6 +194,9 @@ def e2e_config(
     # The webhook runs as the chart enables it (certificate, caBundle, gate informer under the
     # chart's RBAC), on a free loopback port: several controllers run at once in these tests.
     config["webhook"].update({"port": 0, "bindAddress": "127.0.0.1"})
+    # Upload sessions name the first gateway replica, both for users and in the cluster.
+    gateway = upload_gateways[0].url
+    config["upload"].update({"inClusterURL": gateway, "externalURL": gateway})
     path = tmp_path_factory.mktemp("e2e-config") / "config.yaml"
     path.write_text(yaml.safe_dump(config))
     return path

@@ -114,7 +114,6 @@ def test_missing_auth_secret_waits_with_a_clear_reason(
 @pytest.mark.parametrize(
     ("sample", "name", "namespaced"),
     [
-        ("model-upload.yaml", "my-finetune", True),
         ("model-catalog.yaml", "qwen-from-catalog", True),
         ("clustermodel-catalog.yaml", "embeddings-from-catalog", False),
     ],
@@ -137,19 +136,18 @@ def test_the_samples_not_prepared_yet_do_what_the_readme_says(
     assert "upload" not in obj["status"]
 
 
-def test_unsupported_source_kind_gets_no_job(
+def test_the_upload_sample_waits_for_its_bytes_without_a_job(
     control_plane: ControlPlane, controller: ControllerProcess
 ) -> None:
+    """docs/upload.md: a session (a Secret named in status.upload), phase WaitForUpload."""
     ns = namespace(control_plane, "team-upload")
-    apply(
-        control_plane,
-        {
-            "apiVersion": "ai.deckhouse.io/v1alpha1",
-            "kind": "Model",
-            "metadata": {"name": "upload", "namespace": ns},
-            "spec": {"source": {"upload": {}}},
-        },
-    )
-    obj = wait_phase(control_plane, "upload", ns, "Pending", timeout=60)
-    assert ready_condition(obj)["reason"] == "SourceKindNotSupported"
-    assert owned(control_plane, "jobs", obj["metadata"]["uid"]) == []
+    applied = control_plane.kubectl_run("apply", "-n", ns, "-f", str(SAMPLES / "model-upload.yaml"))
+    assert applied.returncode == 0, applied.stderr
+    obj = wait_phase(control_plane, "my-finetune", ns, "WaitForUpload", timeout=60)
+    uid = obj["metadata"]["uid"]
+    assert ready_condition(obj)["reason"] == "WaitForUpload"
+    assert obj["status"]["upload"]["secretName"] == f"upload-{uid}"
+    assert obj["status"]["upload"]["secretNamespace"] == ns
+    assert owned(control_plane, "jobs", uid) == []
+    secret = control_plane.kubectl_run("get", "secret", "-n", ns, f"upload-{uid}", "-o", "name")
+    assert secret.stdout.strip() == f"secret/upload-{uid}"

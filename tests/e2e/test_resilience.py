@@ -285,11 +285,11 @@ def test_registry_down_delays_deletion_with_a_message_and_blocks_nobody_else(
             {
                 "apiVersion": "ai.deckhouse.io/v1alpha1",
                 "kind": "Model",
-                "metadata": {"name": "upload", "namespace": other},
-                "spec": {"source": {"upload": {}}},
+                "metadata": {"name": "catalog", "namespace": other},
+                "spec": {"source": {"catalog": {"name": "q"}}},
             },
         )
-        unblocked = wait_phase(control_plane, "upload", other, "Pending", timeout=30)
+        unblocked = wait_phase(control_plane, "catalog", other, "Pending", timeout=30)
         assert ready_condition(unblocked)["reason"] == "SourceKindNotSupported"
     finally:
         e2e_registry.start()

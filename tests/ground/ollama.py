@@ -59,10 +59,12 @@ def _bytes_blob(media_type: str, data: bytes) -> Blob:
     return Blob(media_type, f"sha256:{hashlib.sha256(data).hexdigest()}", len(data), data)
 
 
-def _session(verify: str | bool) -> requests.Session:
+def _session(verify: str | bool, token: str | None) -> requests.Session:
     session = requests.Session()
     session.trust_env = False  # loopback only; no proxy, no CA bundle from the environment
     session.verify = verify
+    if token is not None:
+        session.headers["Authorization"] = f"Bearer {token}"
     return session
 
 
@@ -96,8 +98,10 @@ def push_ollama_model(
     system: str | None = None,
     license_text: str | None = None,
     verify: str | bool = True,
+    token: str | None = None,
 ) -> PushedModel:
-    """Upload the layers and the config, then the manifest under ``library/<name>:<tag>``."""
+    """Upload the layers and the config, then the manifest under ``library/<name>:<tag>``
+    (``token``: a bearer token that may push there, for a registry with token auth)."""
     layers = [_file_blob(f"{OLLAMA}.model", gguf)]
     texts = {"template": template, "system": system, "license": license_text}
     if params is not None:
@@ -111,7 +115,7 @@ def push_ollama_model(
     }
     config_blob = _bytes_blob(CONFIG_MEDIA_TYPE, json.dumps(full_config).encode())
     repository = f"library/{name}"
-    session = _session(verify)
+    session = _session(verify, token)
     for blob in [config_blob, *layers]:
         _upload(session, registry_url, repository, blob)
     manifest = {

@@ -47,6 +47,9 @@ def test_defaults_render_the_in_cluster_registry_and_a_valid_config() -> None:
     assert config.registry.insecure is True
     assert config.registry.auth_secret_name == "ai-models-registry-auth"
     assert config.system_namespace == "d8-ai-models"
+    # The gateway's Service: the user Secret's URL of an upload session (docs/upload.md).
+    assert config.upload.in_cluster_url == "http://ai-models-upload-gateway.d8-ai-models.svc:8444"
+    assert (config.upload.external_url, config.upload.size_limit_bytes) == ("", 200 << 30)
     deployment = find(docs, "Deployment", "ai-models-controller")
     assert deployment["spec"]["replicas"] == 2
 
@@ -88,6 +91,7 @@ def test_placement_values_reach_the_job_the_controller_renders() -> None:
             "controller.logFormat=xml",
             "controller.logFormat: controller.logFormat must be one of the following",
         ),
+        ("upload.externalURL=uploads.example.com", "upload.externalURL: Does not match pattern"),
     ],
 )
 def test_schema_rejects_wrong_values_with_a_clear_message(setting: str, message: str) -> None:
@@ -121,10 +125,13 @@ def test_rendered_manifests_pass_server_dry_run_then_apply(
     )
     assert sorted(got.stdout.split()) == [
         "deployment.apps/ai-models-controller",
+        "deployment.apps/ai-models-upload-gateway",
         "role.rbac.authorization.k8s.io/ai-models-controller",
+        "role.rbac.authorization.k8s.io/ai-models-upload-gateway",
         "role.rbac.authorization.k8s.io/ai-models-worker",
         "serviceaccount/ai-models-controller",
         "serviceaccount/ai-models-delivery",
+        "serviceaccount/ai-models-upload-gateway",
         "serviceaccount/ai-models-worker",
         "serviceaccount/default",
     ]
@@ -148,11 +155,13 @@ def secret_rules(docs: list[dict[str, Any]], kind: str, name: str) -> list[dict[
 
 def test_controller_reads_auth_secrets_cluster_wide_or_where_listed() -> None:
     cluster = {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]}
+    # Upload session Secrets (docs/upload.md), narrowed by a policy; never a read.
+    uploads = {"apiGroups": [""], "resources": ["secrets"], "verbs": ["create", "delete"]}
     docs = render()
-    assert secret_rules(docs, "ClusterRole", "ai-models-controller") == [cluster]
+    assert secret_rules(docs, "ClusterRole", "ai-models-controller") == [uploads, cluster]
     assert not [d for d in docs if d["metadata"]["name"] == "ai-models-controller-auth-secrets"]
     docs = render(sets=("controller.authSecretNamespaces={team-a,team-b}",))
-    assert secret_rules(docs, "ClusterRole", "ai-models-controller") == []
+    assert secret_rules(docs, "ClusterRole", "ai-models-controller") == [uploads]
     roles = [d for d in docs if d["metadata"]["name"] == "ai-models-controller-auth-secrets"]
     assert sorted((d["kind"], d["metadata"]["namespace"]) for d in roles) == [
         ("Role", "team-a"), ("Role", "team-b"),
@@ -181,3 +190,32 @@ def test_auth_secret_policy_renders_for_models_on_create() -> None:
         }
     ]
     assert policy["spec"]["failurePolicy"] == "Fail"
+
+
+def test_upload_gateway_renders_with_the_worker_registry_settings() -> None:
+    docs = render(sets=("gateway.replicas=3", "gateway.nodeSelector.role=edge"))
+    deployment = find(docs, "Deployment", "ai-models-upload-gateway")
+    spec = deployment["spec"]["template"]["spec"]
+    container = spec["containers"][0]
+    assert deployment["spec"]["replicas"] == 3
+    assert spec["nodeSelector"] == {"role": "edge"}
+    assert container["command"] == ["ai-models-upload-gateway"]
+    assert container["args"] == [
+        "--port=8444",
+        "--registry-host=ai-models-registry.d8-ai-models.svc:5000",
+        "--registry-insecure",
+        "--registry-auth-file=/etc/ai-models-registry-auth/.dockerconfigjson",
+    ]
+    assert spec["volumes"] == [
+        {"name": "registry-auth", "secret": {"secretName": "ai-models-registry-auth"}}
+    ]
+    # The built-in registry's NetworkPolicy admits the product's pods by this label.
+    labels = deployment["spec"]["template"]["metadata"]["labels"]
+    assert labels["app.kubernetes.io/part-of"] == "ai-models"
+    role = find(docs, "Role", "ai-models-upload-gateway")
+    assert role["rules"] == [
+        {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "update"]}
+    ]
+    service = find(docs, "Service", "ai-models-upload-gateway")
+    assert [(p["port"], p["targetPort"]) for p in service["spec"]["ports"]] == [(8444, "gateway")]
+    assert find(render(), "Deployment", "ai-models-upload-gateway")["spec"]["replicas"] == 2

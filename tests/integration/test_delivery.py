@@ -90,12 +90,17 @@ class Ground:
         self.kube.merge_patch(res, name, {"status": status}, namespace or None, sub="status")
         return digest
 
-    def pod(self, namespace: str, name: str, annotations: dict[str, str]) -> dict[str, Any]:
+    def pod(
+        self, namespace: str, name: str, annotations: dict[str, str], node: str | None = None
+    ) -> dict[str, Any]:
+        spec: dict[str, Any] = {"containers": [{"name": "app", "image": "example.invalid/app:1"}]}
+        if node is not None:
+            spec["nodeName"] = node  # bound as the scheduler binds it (no kubelet runs it here)
         body = {
             "apiVersion": "v1",
             "kind": "Pod",
             "metadata": {"name": name, "namespace": namespace, "annotations": annotations},
-            "spec": {"containers": [{"name": "app", "image": "example.invalid/app:1"}]},
+            "spec": spec,
         }
         return self.kube.create(PODS, body, namespace)
 
@@ -122,14 +127,19 @@ class Ground:
         return finish(self.start_materialize(token, digests, out, **env), timeout=120)
 
     def start_materialize(
-        self, token: str, digests: list[dict[str, str]], out: Path, **env: str
+        self,
+        token: str,
+        digests: list[dict[str, str]],
+        out: Path,
+        endpoint: str | None = None,
+        **env: str,
     ) -> Any:
         out.mkdir(parents=True, exist_ok=True)
         token_file, digests_file = out.with_suffix(".token"), out.with_suffix(".digests")
         token_file.write_text(token)
         digests_file.write_text(json.dumps(digests))
         args = ["materialize-pod", "--digests", str(digests_file), "--token", str(token_file),
-                "--endpoint", self.endpoint, "--to", str(out)]  # fmt: skip
+                "--endpoint", endpoint or self.endpoint, "--to", str(out)]  # fmt: skip
         return start_worker(args, worker_env(out.parent, **env))
 
     def blob_gets(self, digest: str) -> int:
@@ -182,15 +192,19 @@ def _delivery_kubeconfig(kube: KubeClient, plane: ControlPlane, path: Path) -> P
     return plane.write_kubeconfig(path, {"token": token["status"]["token"]})
 
 
-def start_delivery(ground_work: Path, kubeconfig: Path, upstream: str, size: str) -> DeliveryServer:
-    config = ground_work / f"config-{size}.json"
+def start_delivery(
+    ground_work: Path, kubeconfig: Path, upstream: str, size: str, node: str = ""
+) -> DeliveryServer:
+    """An endpoint as the DaemonSet runs it on one node: its own cache directory."""
+    name = f"{node or 'node'}-{size}"
+    config = ground_work / f"config-{name}.json"
     config.write_text(json.dumps({
         "systemNamespace": SYSTEM,
         "registry": {"host": upstream, "prefix": PREFIX, "insecure": True},
     }))  # fmt: skip
     args = build_parser().parse_args([
         "--config", str(config), "--kubeconfig", str(kubeconfig), "--bind-address", "127.0.0.1",
-        "--port", "0", "--cache-dir", str(ground_work / f"cache-{size}"), "--cache-size", size,
+        "--port", "0", "--cache-dir", str(ground_work / f"cache-{name}"), "--cache-size", size,
     ])  # fmt: skip
     server = build_server(args, KubeClient(load_api_client(str(kubeconfig))))
     server.start()
@@ -402,6 +416,52 @@ def test_two_pods_at_once_get_each_blob_from_the_registry_once(
         assert ground.blob_gets(blob) <= 1, blob  # "{}" may be cached by an earlier test
     assert ground.blob_gets(sha256(layers[0].data)) == 1
     assert ground.metric("ai_models_delivery_cache_hits_total") - hits >= 4
+
+
+def test_a_node_fetches_a_blob_once_for_its_pods_and_a_second_node_its_own_copy(
+    ground: Ground, tmp_path: Path
+) -> None:
+    """Two endpoints as the DaemonSet runs them on two nodes (each its own cache directory):
+    two pods bound to the first node get each blob from the registry once between them; a pod
+    bound to the second node gets its own copy from the registry, through its own node's
+    cache, which then serves the next pod of that node from disk."""
+    node_2 = start_delivery(ground.work, ground.delivery_kubeconfig, ground.proxy.host, "1Gi",
+                            node="node-2")  # fmt: skip
+    try:
+        layers = _layers("per-node", 12 << 20)
+        digest = ground.model("Model", NS_A, "per-node", layers)
+        digests = _digests("Model", "per-node", digest)
+        endpoints = {"node-1": ground.endpoint, "node-2": f"http://127.0.0.1:{node_2.port}"}
+        weight, blobs = sha256(layers[0].data), {sha256(x.data): x.data for x in layers}
+
+        def consume(node: str, names: list[str]) -> None:
+            runs = []
+            for name in names:
+                pod = ground.pod(NS_A, name, _annotations("model", "per-node", digests), node)
+                out = tmp_path / name
+                runs.append((out, ground.start_materialize(
+                    ground.token(pod), digests, out, endpoint=endpoints[node]
+                )))  # fmt: skip
+            for out, process in runs:
+                finish(process, timeout=120).result()
+                assert tree(out / "per-node") == {x.path: x.data for x in layers}
+
+        consume("node-1", ["node-1-a", "node-1-b"])
+        assert ground.blob_gets(weight) == 1
+        assert all(ground.blob_gets(blob) <= 1 for blob in blobs)
+        consume("node-2", ["node-2-a"])
+        assert ground.blob_gets(weight) == 2  # the second node's own copy
+        assert node_2.store.has(weight)
+        assert node_2.metrics.value("ai_models_delivery_cache_misses_total") == len(blobs)
+        assert node_2.metrics.value("ai_models_delivery_registry_bytes_total") == sum(
+            len(data) for data in blobs.values()
+        )
+        consume("node-2", ["node-2-b"])  # the second node's cache serves it
+        assert ground.blob_gets(weight) == 2
+        assert node_2.metrics.value("ai_models_delivery_cache_hits_total") == len(blobs)
+    finally:
+        node_2.shutdown()
+        node_2.server_close()
 
 
 def test_a_blob_corrupted_in_the_cache_is_never_served_and_is_refetched(

@@ -189,7 +189,12 @@ CONTROLLER_CAN = [
     ("list", "secrets", "-n=team-a", "no"),
     ("watch", "secrets", "-n=team-a", "no"),
     ("list", "secrets", "--all-namespaces", "no"),
-    ("delete", "secrets", "-n=team-a", "no"),
+    ("watch", "secrets", f"-n={SYSTEM}", "yes"),  # upload session records, by label
+    ("update", "secrets", "-n=team-a", "no"),
+    ("patch", "secrets", "-n=team-a", "no"),
+    # Upload session Secrets; the policy below narrows both to those Secrets.
+    ("create", "secrets", "-n=team-a", "yes"),
+    ("delete", "secrets", "-n=team-a", "yes"),
     ("create", "pods", f"-n={SYSTEM}", "no"),
     ("patch", "pods", "-n=team-a", "yes"),  # the scheduling gate; the policy below narrows it
     ("update", "pods", "-n=team-a", "no"),
@@ -427,3 +432,47 @@ def test_controller_cannot_change_anything_else_on_pods(
     assert result.returncode == 403, result.stderr
     assert "ValidatingAdmissionPolicy 'ai-models-controller-pod-gates'" in result.stderr
     assert f"the controller {message}" in result.stderr
+
+
+# ---- upload session Secrets: create and delete everywhere, narrowed by a policy --------------
+
+UPLOAD_NS = "team-uploads"
+
+
+def upload_secret(name: str, labels: dict[str, str]) -> dict[str, Any]:
+    meta = {"name": name, "namespace": UPLOAD_NS, "labels": labels}
+    return {"apiVersion": "v1", "kind": "Secret", "type": "Opaque", "metadata": meta}
+
+
+MANAGED = {"app.kubernetes.io/managed-by": "ai-models"}
+
+
+def test_controller_creates_and_deletes_only_upload_secrets_outside_its_namespace(
+    chart: ControlPlane, controller: Path
+) -> None:
+    chart.kubectl_run("create", "namespace", UPLOAD_NS)
+    chart.kubectl_run("apply", "-f", "-", stdin=json.dumps(upload_secret("users-own", {})))
+    denied = "ValidatingAdmissionPolicy 'ai-models-controller-upload-secrets'"
+
+    def create(name: str, labels: dict[str, str]) -> Answer:
+        body = json.dumps(upload_secret(name, labels))
+        result = chart.kubectl_run("create", "-f", "-", stdin=body, kubeconfig=controller)
+        return Answer(result.returncode, result.stderr)
+
+    def delete(name: str) -> Answer:
+        result = chart.kubectl_run(
+            "delete", "secret", name, "-n", UPLOAD_NS, "--wait=false", kubeconfig=controller
+        )
+        return Answer(result.returncode, result.stderr)
+
+    assert create("upload-u1", MANAGED) == Answer(0, "")
+    assert delete("upload-u1").returncode == 0
+    for name, labels in (("users-other", MANAGED), ("upload-u2", {}), ("upload-u3", {"x": "y"})):
+        refused = create(name, labels)
+        assert refused.returncode != 0
+        assert denied in refused.stderr
+    refused = delete("users-own")
+    assert refused.returncode != 0
+    assert denied in refused.stderr
+    still = chart.kubectl_run("get", "secret", "users-own", "-n", UPLOAD_NS, "-o", "name")
+    assert still.stdout.strip() == "secret/users-own"

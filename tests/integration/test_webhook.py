@@ -17,14 +17,14 @@ from typing import Any
 
 import pytest
 
-from controller.config import parse_config
-from controller.consumption import (
+from api.protocol import (
     ANNOTATION_DIGESTS,
     ANNOTATION_MODEL,
     ANNOTATION_WAITING,
     LABEL_GATED,
     SCHEDULING_GATE,
 )
+from controller.config import parse_config
 from controller.errors import KubeError
 from controller.events import EventRecorder
 from controller.gates import GateController, Lift, Wait, decide, informer_lookup

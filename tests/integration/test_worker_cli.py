@@ -28,6 +28,7 @@ import pytest
 from safetensors.numpy import save_file
 
 from api.model import ResolvedMetadata
+from oci.registry import RegistrySettings
 from tests.ground.certs import CertificateAuthority
 from tests.ground.hub import HubEmulator, RecordedRequest, run_hub
 from tests.ground.hub_repo import HubRepo
@@ -50,7 +51,6 @@ from tests.integration.worker_cli_helpers import (
     start_worker,
     worker_env,
 )
-from worker.oci.registry import RegistrySettings
 
 pytestmark = pytest.mark.integration
 

@@ -2,10 +2,8 @@
 image layout directory, and pulling it back into a directory.
 
     modelpack        pure builders: the ModelPack config and the OCI manifest (no I/O)
-    content          digests, re-chunking, the DigestMismatch fact
-    reference        ``host[:port]/repository[:tag|@digest]`` parsing
-    auth             docker config credentials, Basic and Bearer-token challenges
-    registry         the only HTTP client of OCI registries: retries, auth, typed errors
+    content          re-chunking, resumable chunk openers, the DigestMismatch fact
+    registry_errors  the shared registry client's errors (``oci``) as the worker's reasons
     upload           chunked, resumable blob uploads over the registry client
     layout           an OCI image layout directory (atomic blobs, index.json)
     target           where an artifact goes: a registry repository or a layout directory
@@ -17,5 +15,6 @@ image layout directory, and pulling it back into a directory.
     tar_layer        tar / tar+gzip / tar+zstd layers read as untrusted input, every length bounded
     safe_fs          the directory written through descriptors only: no link is ever followed
 
-See docs/oci.md for the artifact format and the reasons for our own registry client.
+The registry client itself (references, credentials, the HTTP client) is the shared top-level
+package ``oci``. See docs/oci.md for the artifact format and the reasons for our own client.
 """

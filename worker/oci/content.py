@@ -1,16 +1,10 @@
-"""Content-addressing helpers shared by the OCI modules: digests, re-chunking, hashing streams.
-
-Every blob in this package is addressed by ``sha256:<64 lower-case hex>``; other algorithms are
-refused on input rather than half-supported.
+"""What the worker's transfers share: re-chunking, the resumable ``ChunkOpener``, and the
+``DigestMismatch`` fact. Digests themselves (``sha256:<64 hex>``) are ``oci.digest``'s.
 """
 
 from __future__ import annotations
 
-import hashlib
-import re
 from collections.abc import Callable, Iterable, Iterator
-
-DIGEST_PATTERN = re.compile(r"^sha256:[0-9a-f]{64}$")
 
 ChunkOpener = Callable[[int], Iterable[bytes]]
 """Opens a blob's bytes from an offset. Resumable transfers reopen it where the medium stopped,
@@ -32,21 +26,6 @@ class DigestMismatch(Exception):  # noqa: N818 - a fact, not a failure reason of
         self.expected = expected
         self.actual = actual
         self.what = what
-
-
-def sha256_digest(data: bytes) -> str:
-    return "sha256:" + hashlib.sha256(data).hexdigest()
-
-
-def is_digest(value: str) -> bool:
-    return DIGEST_PATTERN.match(value) is not None
-
-
-def hex_of(digest: str) -> str:
-    """The hex part of a checked digest (it names blob files, so it must be checked first)."""
-    if not is_digest(digest):
-        raise ValueError(f"not a sha256 digest: {digest!r}")
-    return digest.removeprefix("sha256:")
 
 
 def rechunk(pieces: Iterable[bytes], chunk_size: int) -> Iterator[bytes]:

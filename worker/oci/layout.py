@@ -29,8 +29,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from oci.digest import hex_of, sha256_digest
 from worker.errors import InsufficientStorage, is_out_of_space
-from worker.oci.content import ByteCounter, ChunkOpener, DigestMismatch, hex_of, sha256_digest
+from worker.oci.content import ByteCounter, ChunkOpener, DigestMismatch
 
 LAYOUT_FILE = "oci-layout"
 INDEX_FILE = "index.json"

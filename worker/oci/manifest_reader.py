@@ -2,23 +2,23 @@
 
 Only what materializing needs is read — each layer's digest, size, file path and whether it is
 a raw file or a tar archive — and every path is checked to stay inside the destination directory
-before any byte is written. The manifest is at most ``MAX_MANIFEST_BYTES`` and its nesting depth
-is measured with a cheap scan before ``json.loads`` sees it (a 5,000-deep document would
-otherwise end in ``RecursionError``). Only ModelPack is read: the config must be the ModelPack
-config, every layer one of the ModelPack layer media types (``UnsupportedArtifact`` otherwise).
+before any byte is written. The manifest is parsed within the shared bounds of ``oci.manifest``
+(4 MiB, nesting depth 32, measured before ``json.loads`` sees it). Only ModelPack is read: the
+config must be the ModelPack config, every layer one of the ModelPack layer media types
+(``UnsupportedArtifact`` otherwise).
 """
 
 from __future__ import annotations
 
-import itertools
-import json
 import re
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Any, Literal
 
+from oci import manifest
+from oci.digest import is_digest
+from oci.errors import BadResponse
 from worker.errors import InvalidWeights, UnsupportedArtifact
-from worker.oci.content import is_digest
 from worker.oci.modelpack import (
     ARTIFACT_TYPE,
     CONFIG_MEDIA_TYPE,
@@ -29,8 +29,6 @@ from worker.oci.modelpack import (
 MAX_LAYERS = 100_000
 MAX_PATH_LENGTH = 4096
 MAX_LAYER_SIZE = 1 << 50
-MAX_MANIFEST_BYTES = 4 << 20
-MAX_JSON_DEPTH = 32
 LayerArchive = Literal["raw", "tar", "gzip", "zstd"]
 """How a layer holds its files: the file itself, or a tar (plain, gzip- or zstd-compressed)."""
 _LAYER_KINDS = ("weight", "weight.config", "doc", "code", "dataset")
@@ -44,8 +42,6 @@ LAYER_MEDIA_TYPES: dict[str, LayerArchive] = {
 }
 """The ModelPack v1 layer media types (model-spec ``specs-go/v1/mediatype.go``)."""
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
-_BRACKET_STEP = {ord("["): 1, ord("{"): 1, ord("]"): -1, ord("}"): -1}
-_NOT_BRACKETS = bytes(b for b in range(256) if b not in _BRACKET_STEP)
 RESERVED_NAMES = frozenset({".ai-models-materialized.json", ".ai-models-materialized.json.tmp",
                             ".ai-models-partial"})  # fmt: skip
 """Names the materializer keeps for itself at the top of the directory."""
@@ -80,26 +76,12 @@ def check_relative_path(path: object, where: str) -> str:
     return path
 
 
-def json_depth(data: bytes) -> int:
-    """The deepest nesting of ``[``/``{`` outside strings, in linear C-speed passes: escaped
-    backslashes and quotes are dropped, then every other ``"``-separated piece is outside a
-    string. Exact for valid JSON; for invalid JSON ``json.loads`` fails anyway."""
-    unescaped = data.replace(b"\\\\", b"").replace(b'\\"', b"")
-    outside = b"".join(unescaped.split(b'"')[::2])
-    brackets = outside.translate(None, _NOT_BRACKETS)
-    return max(itertools.accumulate(_BRACKET_STEP[b] for b in brackets), default=0)
-
-
 def parse_bounded_json(data: bytes, where: str, what: str) -> Any:
     """``data`` as JSON once its size and nesting depth are known to be sane."""
-    if len(data) > MAX_MANIFEST_BYTES:
-        raise InvalidWeights(f"{where}: the {what} is larger than {MAX_MANIFEST_BYTES:,} bytes")
-    if json_depth(data) > MAX_JSON_DEPTH:
-        raise InvalidWeights(f"{where}: the {what} nests deeper than {MAX_JSON_DEPTH} levels")
     try:
-        return json.loads(data)
-    except (ValueError, RecursionError) as error:
-        raise InvalidWeights(f"{where}: the {what} is not JSON: {error}") from None
+        return manifest.parse_bounded_json(data, where, what)
+    except BadResponse as error:
+        raise InvalidWeights(error.message) from None
 
 
 def read_artifact_manifest(data: bytes, where: str) -> tuple[ArtifactLayer, ...]:

@@ -24,20 +24,24 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from oci.digest import is_digest, sha256_digest
+from oci.errors import InvalidReference
+from oci.manifest import MAX_MANIFEST_BYTES
+from oci.reference import parse_reference
+from oci.registry import RegistryClient, RegistrySettings
 from worker.errors import InvalidWeights
-from worker.oci.content import is_digest, sha256_digest
 from worker.oci.layout import OciLayout
-from worker.oci.manifest_reader import MAX_MANIFEST_BYTES, ArtifactLayer, read_artifact_manifest
+from worker.oci.manifest_reader import ArtifactLayer, read_artifact_manifest
 from worker.oci.materialize_state import STATE_FILE, StateJournal
 from worker.oci.materialize_writer import (
+    BLOB_PIECE_BYTES,
     PARTIAL_DIR,
     ArtifactOrigin,
     DirectoryWriter,
     MaterializedFile,
 )
 from worker.oci.modelpack import MANIFEST_MEDIA_TYPE
-from worker.oci.reference import InvalidReference, parse_reference
-from worker.oci.registry import RegistryClient, RegistrySettings
+from worker.oci.registry_errors import mapped_chunks, registry_errors
 from worker.oci.safe_fs import SafeDirectory, open_root
 from worker.oci.target import connect, is_layout_path
 
@@ -50,10 +54,12 @@ class _RegistryOrigin:
         self._repository = repository
 
     def manifest(self, digest: str) -> bytes:
-        return self._client.get_manifest(self._repository, digest, (MANIFEST_MEDIA_TYPE,)).data
+        with registry_errors():
+            return self._client.get_manifest(self._repository, digest, (MANIFEST_MEDIA_TYPE,)).data
 
     def blob_chunks(self, digest: str, offset: int) -> Iterator[bytes]:
-        return self._client.blob_chunks(self._repository, digest, offset)
+        chunks = self._client.blob_chunks(self._repository, digest, offset, BLOB_PIECE_BYTES)
+        return mapped_chunks(chunks)
 
 
 class _LayoutOrigin:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from api.model import ResolvedMetadata
+from api.protocol import MANIFEST_RESOLVED_ANNOTATION, MANIFEST_SOURCE_TYPE_ANNOTATION
 from worker.plan import FileRole, SourcePlan
 
 MANIFEST_MEDIA_TYPE = "application/vnd.oci.image.manifest.v1+json"
@@ -33,8 +34,6 @@ FILEPATH_ANNOTATION = "org.cncf.model.filepath"
 SOURCE_ANNOTATION = "org.opencontainers.image.source"
 REVISION_ANNOTATION = "org.opencontainers.image.revision"
 TITLE_ANNOTATION = "org.opencontainers.image.title"
-SOURCE_TYPE_ANNOTATION = "ai.deckhouse.io/source-type"
-RESOLVED_ANNOTATION = "ai.deckhouse.io/resolved"
 
 # Endpoint type -> (input modalities, output modalities) in the schema's vocabulary.
 _ENDPOINT_MODALITIES: Mapping[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
@@ -191,12 +190,12 @@ def manifest_annotations(plan: SourcePlan, resolved: ResolvedMetadata) -> dict[s
     annotations = {
         SOURCE_ANNOTATION: plan.recorded_url,
         TITLE_ANNOTATION: plan.name,
-        RESOLVED_ANNOTATION: canonical_json(resolved.to_wire()).decode(),
+        MANIFEST_RESOLVED_ANNOTATION: canonical_json(resolved.to_wire()).decode(),
     }
     if plan.revision:
         annotations[REVISION_ANNOTATION] = plan.revision
     if plan.source_type:
-        annotations[SOURCE_TYPE_ANNOTATION] = plan.source_type
+        annotations[MANIFEST_SOURCE_TYPE_ANNOTATION] = plan.source_type
     return annotations
 
 

@@ -25,8 +25,9 @@ from typing import Literal, Protocol
 import structlog
 
 from api.model import ArtifactStatus, ResolvedMetadata
+from oci.digest import sha256_digest
 from worker.errors import InvalidWeights
-from worker.oci.content import ChunkOpener, DigestMismatch, sha256_digest
+from worker.oci.content import ChunkOpener, DigestMismatch
 from worker.oci.modelpack import (
     ARTIFACT_TYPE,
     MANIFEST_MEDIA_TYPE,

@@ -5,22 +5,23 @@ named by its path relative to the model root). ``tarfile`` would read a PAX head
 declared size into memory and happily yield links and devices, so the few header forms that
 matter are parsed here, every length bounded before use: ustar/GNU headers with their checksum,
 PAX ``path``/``size`` records (PAX headers ≤ 64 KiB), GNU long names (≤ 4 KiB). Only regular
-files and directories come out; a symlink, hardlink, device or FIFO is ``InvalidWeights`` naming
-the member. The file bytes of all members together are held to ``max_bytes`` (the blob's size for
-a plain tar, a decompression-bomb guard for a compressed one) before a byte of them is read.
+files and directories come out; a symlink, hardlink, device or FIFO is ``InvalidWeights`` (or
+the caller's error class: the upload unpacker, ``worker/archive.py``, passes its own) naming the
+member. The file bytes of all members together are held to ``max_bytes`` (the blob's size for a
+plain tar, a decompression-bomb guard for a compressed one) before a byte of them is read.
 """
 
 from __future__ import annotations
 
 import gzip
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import BinaryIO, Literal, Protocol
 
 import zstandard
 
-from worker.errors import InvalidWeights
+from worker.errors import InvalidWeights, WorkerError
 from worker.oci.manifest_reader import MAX_PATH_LENGTH
 
 BLOCK = 512
@@ -65,16 +66,30 @@ def expansion_budget(blob_size: int, compression: Compression) -> int:
 
 class TarReader:
     """``entries()`` yields each member; a file's bytes must be read with ``data()`` before
-    the next entry is asked for."""
+    the next entry is asked for. ``error`` is the class of every refusal (the upload unpacker
+    passes its own), ``what`` names the input in messages ("layer", "archive")."""
 
-    def __init__(self, stream: Readable, max_bytes: int, where: str) -> None:
+    def __init__(
+        self,
+        stream: Readable,
+        max_bytes: int,
+        where: str,
+        *,
+        error: Callable[[str], WorkerError] = InvalidWeights,
+        what: str = "layer",
+    ) -> None:
         self._stream = stream
         self._left = max_bytes
         self._where = where
+        self._error = error
+        self._what = what
         self._pending = 0
+        self.ended = False
+        """True once the end-of-archive marker (a zero block) was read, not just the end of
+        the stream: a stream cut at a block boundary looks complete otherwise."""
 
-    def _fail(self, problem: str) -> InvalidWeights:
-        return InvalidWeights(f"{self._where}: {problem}; refusing to unpack it")
+    def _fail(self, problem: str) -> WorkerError:
+        return self._error(f"{self._where}: {problem}; refusing to unpack it")
 
     def _read_exactly(self, size: int) -> bytes:
         parts, wanted = [], size
@@ -82,7 +97,7 @@ class TarReader:
             try:
                 piece = self._stream.read(min(wanted, _PIECE))
             except _DECODE_ERRORS as error:
-                raise self._fail(f"the layer does not decompress ({error})") from None
+                raise self._fail(f"the {self._what} does not decompress ({error})") from None
             if not piece:
                 raise self._fail("the tar stream ends in the middle of an entry")
             parts.append(piece)
@@ -105,12 +120,15 @@ class TarReader:
         try:
             block = self._stream.read(BLOCK)
         except _DECODE_ERRORS as error:
-            raise self._fail(f"the layer does not decompress ({error})") from None
+            raise self._fail(f"the {self._what} does not decompress ({error})") from None
         if not block:
             return None  # EOF at a block boundary: treated like the end-of-archive marker
         if len(block) < BLOCK:
             block += self._read_exactly(BLOCK - len(block))
-        return None if block == bytes(BLOCK) else block
+        if block == bytes(BLOCK):
+            self.ended = True
+            return None
+        return block
 
     def entries(self) -> Iterator[TarEntry]:
         count = 0
@@ -124,7 +142,7 @@ class TarReader:
             count += 1
             if count > MAX_MEMBERS:
                 raise self._fail(f"more than {MAX_MEMBERS} members")
-            name = overrides.pop("path", None) or _ustar_name(block, self._where)
+            name = overrides.pop("path", None) or self._text(_ustar_name(block))
             size = int(overrides.pop("size", size))
             overrides.clear()
             if kind in _REFUSED_TYPES:
@@ -137,7 +155,8 @@ class TarReader:
                 raise self._fail(f"member {name!r} has the unsupported tar type {kind!r}")
             if size > self._left:
                 raise self._fail(
-                    f"member {name!r} declares {size:,} bytes, more than the layer may unpack to"
+                    f"member {name!r} declares {size:,} bytes, more than the {self._what} may "
+                    "unpack to"
                 )
             self._left -= size
             self._pending = size
@@ -158,7 +177,7 @@ class TarReader:
         data = self._read_exactly(size)
         self._skip_padding(size)
         if kind == b"L":
-            overrides["path"] = _text(data.split(b"\x00", 1)[0], self._where)
+            overrides["path"] = self._text(data.split(b"\x00", 1)[0])
         elif kind == b"x":
             overrides.update(self._pax_records(data))
 
@@ -176,12 +195,18 @@ class TarReader:
             if not equals:
                 raise self._fail("a PAX record has no '='")
             if key == b"path":
-                found["path"] = _text(value, self._where)
+                found["path"] = self._text(value)
             elif key == b"size":
                 if not value.isdigit() or len(value) > 20:
                     raise self._fail("a PAX size is not a number")
                 found["size"] = value.decode()
         return found
+
+    def _text(self, raw: bytes) -> str:
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise self._error(f"{self._where}: a tar member name is not UTF-8") from None
 
     def _check_checksum(self, block: bytes) -> None:
         stored = _octal(block[148:156])
@@ -209,17 +234,10 @@ def _octal(field: bytes) -> int | None:
     return int(text, 8)
 
 
-def _text(raw: bytes, where: str) -> str:
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError:
-        raise InvalidWeights(f"{where}: a tar member name is not UTF-8") from None
-
-
-def _ustar_name(block: bytes, where: str) -> str:
+def _ustar_name(block: bytes) -> bytes:
     name = block[0:100].split(b"\x00", 1)[0]
     if block[257:262] == b"ustar":
         prefix = block[345:500].split(b"\x00", 1)[0]
         if prefix:
             name = prefix + b"/" + name
-    return _text(name, where)
+    return name

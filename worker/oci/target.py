@@ -27,12 +27,15 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Protocol
 
-from worker.oci.auth import find_auth_file, load_credentials
-from worker.oci.content import ByteCounter, ChunkOpener, sha256_digest
+from oci.auth import find_auth_file, load_credentials
+from oci.digest import sha256_digest
+from oci.errors import InvalidReference
+from oci.reference import TAG_PATTERN, Reference, parse_reference
+from oci.registry import RegistryClient, RegistrySettings
+from worker.oci.content import ByteCounter, ChunkOpener
 from worker.oci.layout import OciLayout
 from worker.oci.modelpack import ARTIFACT_TYPE
-from worker.oci.reference import TAG_PATTERN, InvalidReference, Reference, parse_reference
-from worker.oci.registry import RegistryClient, RegistrySettings
+from worker.oci.registry_errors import registry_errors
 from worker.oci.upload import BlobUpload, UploadSessions
 
 
@@ -88,11 +91,12 @@ class RegistryTarget:
         return self._mount_from
 
     def has_blob(self, digest: str, size: int | None = None) -> bool:
-        repository = self.reference.repository
-        if self.client.blob_size(repository, digest) is not None:
-            return True
-        # Another repository of the registry may hold it (another model with the same file).
-        return any(self.client.mount_blob(repository, digest, other) for other in self._mount_from)
+        repository, client = self.reference.repository, self.client
+        with registry_errors():
+            if client.blob_size(repository, digest) is not None:
+                return True
+            # Another repository of the registry may hold it (another model with the same file).
+            return any(client.mount_blob(repository, digest, other) for other in self._mount_from)
 
     def put_blob(
         self, open_chunks: ChunkOpener, size: int, digest: str | None, on_bytes: ByteCounter
@@ -100,11 +104,13 @@ class RegistryTarget:
         upload = BlobUpload(
             self.client, self.reference.repository, self._sessions, open_chunks, size, digest
         )
-        return upload.run(on_bytes)
+        with registry_errors():
+            return upload.run(on_bytes)
 
     def put_manifest(self, data: bytes, media_type: str, tag: str | None) -> str:
         reference = tag or sha256_digest(data)
-        return self.client.put_manifest(self.reference.repository, reference, data, media_type)
+        with registry_errors():
+            return self.client.put_manifest(self.reference.repository, reference, data, media_type)
 
     def pinned(self, digest: str) -> str:
         return str(Reference(self.reference.registry, self.reference.repository, digest=digest))
@@ -246,7 +252,8 @@ def connect(
     """A client for the reference's registry, with the credentials the auth file has for it."""
     if reference.scheme == "https" and insecure:
         raise InvalidReference(f"{reference}: https:// and insecure contradict each other")
-    credentials = load_credentials(reference.registry, find_auth_file(auth_file))
+    with registry_errors():
+        credentials = load_credentials(reference.registry, find_auth_file(auth_file))
     return RegistryClient(
         reference.registry,
         insecure=insecure or reference.scheme == "http",

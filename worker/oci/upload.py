@@ -1,15 +1,21 @@
-"""Chunked, resumable blob uploads: POST a session, PATCH one chunk at a time, PUT ``?digest=``.
+"""Resumable blob uploads: POST a session, one streaming PATCH, PUT ``?digest=``.
 
-Memory is one chunk (``RegistrySettings.chunk_size``) per upload, whatever the file size. The
-registry answers every PATCH with the session's next location; for a blob whose digest is known
-in advance that location is remembered (in memory and, when a state file is given, on disk), so
-an upload that died — the source stream broke, the pod was killed — resumes where the registry's
-committed offset (``GET`` of the session: ``Range: 0-<last>``) says, and the source is reopened
-at that offset: committed bytes are neither downloaded nor sent again.
+The PATCH carries the whole blob (``Content-Length`` of the bytes still missing) and its body
+streams from the source as it reads: memory is one source chunk per upload, whatever the file
+size, and the registry does its per-request work (sync, bookkeeping) once per blob instead of
+once per chunk. A blob of at most one chunk whose digest is known goes in the PUT itself (two
+requests, no PATCH).
+
+The registry answers the POST and the PATCH with the session's location; for a blob whose digest
+is known in advance that location is remembered (in memory and, when a state file is given, on
+disk), so an upload that died (the connection broke, the source stream broke, the pod was
+killed) resumes where the registry's committed offset (``GET`` of the session: ``Range:
+0-<last>``) says, with a new PATCH from there, and the source is reopened at that offset:
+committed bytes are neither read from the source nor sent again.
 
 A blob whose digest is not known is hashed while it streams; its upload can resume within one
-call (after a failed PATCH) only while the hash covers exactly the committed bytes, and starts
-over otherwise — a hash state cannot be rebuilt without the prefix.
+call only while the hash covers exactly the committed bytes, and starts over otherwise (a hash
+state cannot be rebuilt without the prefix).
 """
 
 from __future__ import annotations
@@ -19,15 +25,16 @@ import hashlib
 import json
 import os
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import structlog
 
+from oci.errors import Refused, Unavailable
+from oci.registry import RegistryClient
 from worker.errors import RegistryUnavailable, is_out_of_space
-from worker.oci.content import ByteCounter, ChunkOpener, DigestMismatch, rechunk
-from worker.oci.registry import RegistryClient, RegistryRefusal
+from worker.oci.content import ByteCounter, ChunkOpener, DigestMismatch
 
 # The registry's answers when a PATCH does not fit the session any more (a partial write of a
 # failed request moved the offset, or the registry dropped the session).
@@ -79,11 +86,18 @@ class UploadSessions:
             self._file = None
 
 
+class _StreamBrokenError(Exception):
+    """The one streaming PATCH did not complete (connection lost, 5xx, token renewed)."""
+
+
 @dataclass
 class _Progress:
     location: str
     offset: int
+    """Bytes handed to the registry (committed ones, once the request succeeded)."""
     hasher: hashlib._Hash | None = field(default=None)
+    source_error: BaseException | None = field(default=None)
+    """What broke the source mid-request (the HTTP library reports it as a lost connection)."""
 
 
 class BlobUpload:
@@ -109,18 +123,26 @@ class BlobUpload:
         state = self._resume_or_start(on_bytes)
         for recovery in range(self._client.settings.attempts):
             try:
-                self._send_from(state, on_bytes)
-                break
-            except RegistryRefusal as refusal:
+                return self._attempt(state, on_bytes)
+            except Refused as refusal:
                 if refusal.status not in _SESSION_LOST_STATUSES:
                     raise
-                state = self._recover(state, recovery)
-        else:
-            raise RegistryUnavailable(
-                f"upload to {self._repository} lost its session "
-                f"{self._client.settings.attempts} times"
-            )
+            except _StreamBrokenError:
+                pass  # what the registry committed decides where to go on
+            state = self._recover(state, recovery)
+        raise RegistryUnavailable(
+            f"upload to {self._repository} lost its connection or session "
+            f"{self._client.settings.attempts} times"
+        )
+
+    def _attempt(self, state: _Progress, on_bytes: ByteCounter) -> str:
+        if self._digest is not None and state.offset == 0 and self._fits_in_put():
+            return self._put_whole(state, self._digest, on_bytes)
+        self._send_from(state, on_bytes)
         return self._finish(state)
+
+    def _fits_in_put(self) -> bool:
+        return 0 < self._size <= self._client.settings.chunk_size
 
     def _resume_or_start(self, on_bytes: ByteCounter) -> _Progress:
         known = self._sessions.get(self._digest) if self._digest else None
@@ -141,40 +163,83 @@ class BlobUpload:
         if committed is None or (state.hasher is not None and committed != state.offset):
             self._sessions.drop(self._digest or "")
             return self._fresh()
-        # Repeated session losses back off like any other registry failure.
+        # Repeated losses back off like any other registry failure.
         self._client.pause(self._client.settings.backoff(recovery + 1))
         state.offset = committed
         return state
 
+    def _put_whole(self, state: _Progress, digest: str, on_bytes: ByteCounter) -> str:
+        """A small blob: its bytes go in the PUT that closes the session."""
+        data = b"".join(self._checked(state))
+        if len(data) != self._size:
+            raise DigestMismatch(str(self._size), str(len(data)), "size")
+        self._close(state.location, digest, data)
+        on_bytes(len(data))
+        return digest
+
     def _send_from(self, state: _Progress, on_bytes: ByteCounter) -> None:
+        if state.offset < self._size:
+            state.source_error = None
+            try:
+                state.location = self._client.upload_stream(
+                    self._repository,
+                    state.location,
+                    self._counted(self._checked(state), on_bytes),
+                    state.offset,
+                    self._size - state.offset,
+                )
+            except Exception as error:
+                if state.source_error is not None:
+                    raise state.source_error from None
+                if isinstance(error, Unavailable):
+                    raise _StreamBrokenError() from error
+                raise
+            self._remember(state.location)
+        if state.offset != self._size:
+            raise DigestMismatch(str(self._size), str(state.offset), "size")
+
+    def _checked(self, state: _Progress) -> Iterator[bytes]:
+        """The source's bytes from ``state.offset``, hashed when the digest is unknown, and
+        exactly as many as the blob announces: a source that ends early would leave the
+        registry waiting for the rest of the announced body."""
         chunks: Iterable[bytes] = self._open(state.offset)
         try:
-            for chunk in rechunk(chunks, self._client.settings.chunk_size):
+            for chunk in chunks:
                 if state.offset + len(chunk) > self._size:
                     raise DigestMismatch(str(self._size), f"more than {self._size}", "size")
-                state.location = self._client.upload_chunk(
-                    self._repository, state.location, chunk, state.offset
-                )
-                state.offset += len(chunk)
                 if state.hasher is not None:
                     state.hasher.update(chunk)
-                self._remember(state.location)
-                on_bytes(len(chunk))
+                state.offset += len(chunk)
+                yield chunk
+            if state.offset != self._size:
+                raise DigestMismatch(str(self._size), str(state.offset), "size")
+        except Exception as error:
+            state.source_error = error
+            raise
         finally:
             close = getattr(chunks, "close", None)
             if close is not None:
                 close()
-        if state.offset != self._size:
-            raise DigestMismatch(str(self._size), str(state.offset), "size")
+
+    @staticmethod
+    def _counted(chunks: Iterator[bytes], on_bytes: ByteCounter) -> Iterator[bytes]:
+        """Progress moves while the one request streams: each piece counts once it is sent."""
+        for chunk in chunks:
+            yield chunk
+            on_bytes(len(chunk))
 
     def _finish(self, state: _Progress) -> str:
         digest = self._digest
         if digest is None:
             assert state.hasher is not None
             digest = "sha256:" + state.hasher.hexdigest()
+        self._close(state.location, digest, b"")
+        return digest
+
+    def _close(self, location: str, digest: str, data: bytes) -> None:
         try:
-            self._client.finish_upload(self._repository, state.location, digest)
-        except RegistryRefusal as refusal:
+            self._client.finish_upload(self._repository, location, digest, data)
+        except Refused as refusal:
             if "DIGEST_INVALID" in refusal.codes or "SIZE_INVALID" in refusal.codes:
                 self._sessions.drop(digest)
                 raise DigestMismatch(digest, "other content (the registry refused it)") from None
@@ -182,7 +247,6 @@ class BlobUpload:
             if self._client.blob_size(self._repository, digest) != self._size:
                 raise
         self._sessions.drop(digest)
-        return digest
 
     def _remember(self, location: str) -> None:
         if self._digest is not None:

@@ -1,11 +1,13 @@
-"""The worker's only door to the Hugging Face Hub (the one module that imports ``huggingface_hub``).
+"""The worker's only door to the Hugging Face Hub.
 
 A small facade over the Hub's HTTP API as ``huggingface_hub`` 2.x speaks it: the revision endpoint
 pins a branch or tag to a commit sha (with the pipeline tag and tags), the tree endpoint lists the
 files at that commit (sizes, LFS sha256), and ``/resolve/<commit>/<path>`` serves a file's bytes,
-by range or as a stream, following the Hub's redirect to its LFS/CDN origin. ``huggingface_hub``
-builds the URLs and headers; the requests go through one ``httpx2`` client of our own, so that
-every call has a timeout, the configured CA, and no retry loop with sleeps (the Job retries).
+by range or as a stream, following the Hub's redirect to its LFS/CDN origin. The requests go
+through one ``httpx2`` client of our own, so that every call has a timeout, the configured CA,
+and no retry loop with sleeps (the Job retries). The worker does not import ``huggingface_hub``:
+of it, only two builders (a file's URL, the headers) were used, and its import cost the CLI
+more than they are worth (docs/inspection.md).
 
 ``raise_for_hub_error`` is the one translation of a Hub answer into the worker's errors: the
 Hub's ``X-Error-Code`` wins over the HTTP status. The token travels only in the Authorization
@@ -18,21 +20,13 @@ from __future__ import annotations
 import contextlib
 import importlib.metadata
 import json
-import os
+import platform
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from urllib.parse import quote, urlsplit
 
-# The library reads these at import; we never send telemetry and never need the xet protocol.
-os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
-os.environ.setdefault("HF_HUB_DISABLE_XET", "1")
-
 import httpx2
-from huggingface_hub import hf_hub_url
-
-# Public, but re-exported lazily, which mypy's strict mode does not count as an export.
-from huggingface_hub.utils import build_hf_headers  # type: ignore[attr-defined]
 
 from worker.errors import (
     InvalidSource,
@@ -61,6 +55,16 @@ def _library_version() -> str:
         return importlib.metadata.version("ai-models")
     except importlib.metadata.PackageNotFoundError:
         return "dev"
+
+
+def hub_headers(token: str | None) -> dict[str, str]:
+    """Who is asking (the Hub counts clients by User-Agent) and the token of the settings, if
+    any: never one stored on disk."""
+    agent = f"ai-models/{_library_version()}; python/{platform.python_version()}"
+    headers = {"User-Agent": agent}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    return headers
 
 
 @dataclass(frozen=True)
@@ -176,11 +180,7 @@ class HubClient:
     ) -> None:
         self._endpoint = settings.hf_endpoint
         self._authenticated = settings.hf_token is not None
-        self._headers = build_hf_headers(
-            token=settings.hf_token or False,  # False: never fall back to a token on disk
-            library_name="ai-models",
-            library_version=_library_version(),
-        )
+        self._headers = hub_headers(settings.hf_token)
         # Sizes and ranges must be of the bytes as stored, never of a compressed encoding.
         self._headers["Accept-Encoding"] = "identity"
         self._client = httpx2.Client(
@@ -262,7 +262,8 @@ class HubClient:
             yield from chunks
 
     def file_url(self, repo_id: str, commit: str, path: str) -> str:
-        return hf_hub_url(repo_id, path, revision=commit, endpoint=self._endpoint)
+        """``/<repo>/resolve/<commit>/<path>``, the path percent-encoded but for its slashes."""
+        return f"{self._endpoint}/{repo_id}/resolve/{quote(commit, safe='')}/{quote(path)}"
 
     def _get_json(self, url: str, subject: str) -> object:
         return self._get_json_response(url, subject)[1]

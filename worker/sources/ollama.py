@@ -24,6 +24,7 @@ import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
+from oci.digest import is_digest
 from worker.errors import (
     AmbiguousFormat,
     NoSupportedWeights,
@@ -33,7 +34,7 @@ from worker.errors import (
 )
 from worker.inspect.reader import ByteSource
 from worker.plan import FileRole, PlannedFile, SourcePlan
-from worker.sources.ollama_client import DIGEST, OllamaRegistryClient, RegistryManifest
+from worker.sources.ollama_client import OllamaRegistryClient, RegistryManifest
 from worker.sources.ranged import RangedByteSource
 from worker.sources.spec import OllamaSpec
 
@@ -167,7 +168,7 @@ def _parse_layer(entry: object, subject: str) -> _Layer:
         if (
             isinstance(media_type, str)
             and isinstance(digest, str)
-            and DIGEST.match(digest)
+            and is_digest(digest)
             and isinstance(size, int)
             and not isinstance(size, bool)
             and 0 <= size <= MAX_LAYER_SIZE

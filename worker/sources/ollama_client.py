@@ -1,24 +1,31 @@
-"""The worker's only door to the Ollama registry (a Docker/OCI distribution registry).
+"""The worker's door to the Ollama registry, through the shared registry client (``oci``).
 
-Three calls: the manifest of ``library/<name>:<tag>`` (verified against its digest), a small blob
-read whole with a size cap (the image config, params, template), and a blob by range or as a
-stream (the GGUF). ``requests`` runs with ``trust_env=False`` so that ``REQUESTS_CA_BUNDLE`` and
-friends cannot silently replace the configured CA; proxies from the environment are still applied,
-explicitly, per request. ``raise_for_registry_error`` is the one translation of a registry answer
-into the worker's errors (the distribution error code wins over the HTTP status).
+The Ollama registry speaks the OCI distribution API, so the client the worker pushes with reads
+it too: the manifest of ``library/<name>:<tag>`` (bounded, verified against its digest and the
+one the registry announces), the tag list, a small blob read whole with a size cap (the image
+config), and a blob by range or as a stream (the GGUF). A token-protected mirror works through
+the standard ``WWW-Authenticate`` challenge: anonymous tokens for a public registry, or the
+credentials the docker config the worker is given (``REGISTRY_AUTH_FILE``, else
+``$DOCKER_CONFIG/config.json``) has for the mirror's host. One try per request, like the Hub
+source: a failed pod is retried by its Job, and the transfer resumes.
+
+``source_error`` is the one table from the client's errors to the source's reasons (the
+distribution error code wins over the HTTP status).
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import json
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
 
-import requests
+from requests.adapters import BaseAdapter
 
+from oci import errors
+from oci.auth import find_auth_file, load_credentials
+from oci.registry import RegistryClient, RegistrySettings
 from worker.errors import (
     InvalidSource,
     SourceNotFound,
@@ -32,48 +39,38 @@ MANIFEST_MEDIA_TYPES = (
     "application/vnd.docker.distribution.manifest.v2+json",
     "application/vnd.oci.image.manifest.v1+json",
 )
-# The distribution registry answers 404 to a manifest GET without Accept: always send both.
-MANIFEST_ACCEPT = ", ".join(MANIFEST_MEDIA_TYPES)
-MAX_MANIFEST_BYTES = 4 << 20
-MAX_ERROR_BODY_BYTES = 64 << 10
 MAX_TAGS = 1000
-DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
-_CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
 
 
 @dataclass(frozen=True)
 class RegistryManifest:
     raw: bytes
     digest: str
-    """``sha256:<hex>`` of ``raw``, computed here and checked against the registry's header."""
+    """``sha256:<hex>`` of ``raw``, computed by the client and checked against the registry's."""
     document: dict[str, object]
 
 
-def _error_codes(response: requests.Response) -> set[str]:
-    try:
-        body = json.loads(_read_at_most(response, MAX_ERROR_BODY_BYTES) or b"{}")
-    except (ValueError, OSError, requests.RequestException):
-        return set()  # an error without a readable body still has its HTTP status
-    errors = body.get("errors") if isinstance(body, dict) else None
-    if not isinstance(errors, list):
-        return set()
-    return {e["code"] for e in errors if isinstance(e, dict) and isinstance(e.get("code"), str)}
+def source_error(error: errors.OciError, subject: str) -> WorkerError:
+    """The source's reason for a failed registry request about ``subject``."""
+    if isinstance(error, errors.Unauthorized):
+        if error.status is None:
+            return SourceUnauthorized(f"{subject}: {error.message}")
+        return SourceUnauthorized(f"{subject}: the registry refused access (HTTP {error.status})")
+    if isinstance(error, errors.CredentialsInvalid):
+        return SourceUnauthorized(f"{subject}: {error.message}")
+    if isinstance(error, errors.Refused):
+        return _refusal(error, subject)
+    if isinstance(error, errors.InvalidReference):
+        return InvalidSource(f"{subject}: {error.message}")
+    if isinstance(error, errors.Unavailable) and error.status is not None:
+        return SourceUnavailable(f"{subject}: the registry answered HTTP {error.status}")
+    if isinstance(error, errors.Unavailable | errors.TlsFailure):
+        return SourceUnavailable(f"{subject}: cannot reach the registry: {error.message}")
+    return SourceUnavailable(f"{subject}: {error.message}")
 
 
-def raise_for_registry_error(response: requests.Response, subject: str) -> None:
-    """Raise the worker error for a failed registry answer, chaining the HTTP error."""
-    if response.status_code < 400:
-        return
-    try:
-        response.raise_for_status()
-    except requests.HTTPError as exc:
-        raise _registry_error(response, subject) from exc
-
-
-def _registry_error(response: requests.Response, subject: str) -> WorkerError:
-    status, codes = response.status_code, _error_codes(response)
-    if status in (401, 403) or codes & {"UNAUTHORIZED", "DENIED"}:
-        return SourceUnauthorized(f"{subject}: the registry refused access (HTTP {status})")
+def _refusal(error: errors.Refused, subject: str) -> WorkerError:
+    status, codes = error.status, error.codes
     if "NAME_UNKNOWN" in codes:
         return SourceNotFound(f"{subject}: no such model in the registry")
     # A registry answers MANIFEST_UNKNOWN for a missing tag and a missing model alike; the
@@ -89,135 +86,70 @@ def _registry_error(response: requests.Response, subject: str) -> WorkerError:
 
 
 @contextlib.contextmanager
-def _transport_errors(subject: str) -> Iterator[None]:
+def _source_errors(subject: str) -> Iterator[None]:
     try:
         yield
-    except requests.Timeout as exc:
-        raise SourceUnavailable(f"{subject}: the registry did not answer in time") from exc
-    except requests.RequestException as exc:
-        raise SourceUnavailable(f"{subject}: cannot reach the registry: {exc}") from exc
+    except errors.OciError as error:
+        raise source_error(error, subject) from error
 
 
 class OllamaRegistryClient:
-    def __init__(self, settings: SourceSettings) -> None:
-        self._base = settings.ollama_registry
-        # requests takes a CA file path (not an SSLContext) or a flag.
-        self._verify: str | bool = False if settings.insecure else (settings.ca_bundle or True)
-        self._timeout = settings.timeout_seconds
-        self._session = requests.Session()
-        self._session.trust_env = False
-        self._session.headers["User-Agent"] = "ai-models-worker"
+    def __init__(
+        self,
+        settings: SourceSettings,
+        *,
+        auth_file: Path | None = None,
+        transport: BaseAdapter | None = None,
+    ) -> None:
+        """``auth_file``: the docker config to read (default: the environment's, see above);
+        ``transport`` replaces the network (tests)."""
+        url = urlsplit(settings.ollama_registry)
+        with _source_errors(url.netloc):
+            credentials = load_credentials(url.netloc, find_auth_file(auth_file))
+        self._client = RegistryClient(
+            url.netloc,
+            insecure=url.scheme == "http",
+            ca_file=Path(settings.ca_bundle) if settings.ca_bundle else None,
+            verify_tls=not settings.insecure,
+            credentials=credentials,
+            settings=RegistrySettings(
+                attempts=1,
+                connect_timeout=settings.timeout_seconds,
+                read_timeout=settings.timeout_seconds,
+                environment_proxies=True,
+            ),
+            transport=transport,
+            path_prefix=url.path,
+        )
 
     def close(self) -> None:
-        self._session.close()
+        self._client.close()
 
     def manifest(self, repository: str, reference: str) -> RegistryManifest:
         subject = f"{repository}:{reference}"
-        url = f"{self._base}/v2/{repository}/manifests/{reference}"
-        with self._get(url, subject, {"Accept": MANIFEST_ACCEPT}) as response:
-            raw = _read_at_most(response, MAX_MANIFEST_BYTES + 1)
-            announced = response.headers.get("Docker-Content-Digest")
-        if len(raw) > MAX_MANIFEST_BYTES:
-            raise SourceUnavailable(f"{subject}: manifest exceeds {MAX_MANIFEST_BYTES} bytes")
-        digest = "sha256:" + hashlib.sha256(raw).hexdigest()
-        if announced and announced != digest:
-            raise SourceUnavailable(
-                f"{subject}: the manifest hashes to {digest}, not to the announced {announced}"
-            )
-        try:
-            document = json.loads(raw)
-        except ValueError as exc:
-            raise SourceUnavailable(f"{subject}: the manifest is not JSON") from exc
-        if not isinstance(document, dict):
-            raise SourceUnavailable(f"{subject}: the manifest is not a JSON object")
-        return RegistryManifest(raw=raw, digest=digest, document=document)
+        with _source_errors(subject):
+            manifest = self._client.get_manifest(repository, reference, MANIFEST_MEDIA_TYPES)
+            document = manifest.document(subject)
+        return RegistryManifest(raw=manifest.data, digest=manifest.digest, document=document)
 
     def tags(self, repository: str) -> tuple[str, ...] | None:
         """The repository's tags (at most ``MAX_TAGS``), or None when the registry will not say."""
-        url = f"{self._base}/v2/{repository}/tags/list?n={MAX_TAGS}"
         try:
-            with self._get(url, repository) as response:
-                document = json.loads(_read_at_most(response, MAX_MANIFEST_BYTES))
-        except (WorkerError, ValueError):
+            return self._client.tags(repository, MAX_TAGS)
+        except errors.OciError:
             return None
-        tags = document.get("tags") if isinstance(document, dict) else None
-        if not isinstance(tags, list):
-            return None
-        return tuple(t for t in tags[:MAX_TAGS] if isinstance(t, str))
 
     def read_blob(self, repository: str, digest: str, limit: int) -> bytes:
         """A small blob whole, refusing more than ``limit`` bytes; its digest is verified."""
-        subject = f"{repository}@{digest}"
-        with self._get(self._blob_url(repository, digest), subject) as response:
-            data = _read_at_most(response, limit + 1)
-        if len(data) > limit:
-            raise SourceUnavailable(f"{subject}: blob exceeds the {limit}-byte limit")
-        if "sha256:" + hashlib.sha256(data).hexdigest() != digest:
-            raise SourceUnavailable(f"{subject}: blob content does not match its digest")
-        return data
+        with _source_errors(f"{repository}@{digest}"):
+            return self._client.read_blob(repository, digest, limit)
 
     def read_range(self, repository: str, digest: str, offset: int, length: int) -> bytes:
-        subject = f"{repository}@{digest[:19]}"
-        headers = {"Range": f"bytes={offset}-{offset + length - 1}"}
-        with self._get(self._blob_url(repository, digest), subject, headers) as response:
-            if response.status_code != 206:
-                raise SourceUnavailable(f"{subject}: the registry ignored the Range header")
-            _check_range_start(response, offset, subject)
-            return _read_at_most(response, length)
+        with _source_errors(f"{repository}@{digest[:19]}"):
+            return self._client.blob_range(repository, digest, offset, length)
 
     def stream_blob(
         self, repository: str, digest: str, offset: int = 0, chunk_size: int = 8 << 20
     ) -> Iterator[bytes]:
-        subject = f"{repository}@{digest[:19]}"
-        headers = {"Range": f"bytes={offset}-"} if offset else {}
-        with self._get(self._blob_url(repository, digest), subject, headers) as response:
-            if offset:
-                if response.status_code != 206:
-                    raise SourceUnavailable(f"{subject}: the registry ignored the Range header")
-                _check_range_start(response, offset, subject)
-            with _transport_errors(subject):
-                yield from response.iter_content(chunk_size)
-
-    def _blob_url(self, repository: str, digest: str) -> str:
-        if not DIGEST.match(digest):
-            raise SourceUnavailable(f"{repository}: {digest[:80]!r} is not a sha256 digest")
-        return f"{self._base}/v2/{repository}/blobs/{digest}"
-
-    @contextlib.contextmanager
-    def _get(
-        self,
-        url: str,
-        subject: str,
-        headers: dict[str, str] | None = None,
-    ) -> Iterator[requests.Response]:
-        with _transport_errors(subject):
-            response = self._session.get(
-                url,
-                headers=headers,
-                stream=True,
-                timeout=self._timeout,
-                verify=self._verify,
-                proxies=requests.utils.get_environ_proxies(url),
-            )
-        try:
-            raise_for_registry_error(response, subject)
-            yield response
-        finally:
-            response.close()
-
-
-def _read_at_most(response: requests.Response, limit: int) -> bytes:
-    chunks: list[bytes] = []
-    total = 0
-    for chunk in response.iter_content(64 << 10):
-        chunks.append(chunk)
-        total += len(chunk)
-        if total >= limit:
-            break
-    return b"".join(chunks)[:limit]
-
-
-def _check_range_start(response: requests.Response, offset: int, subject: str) -> None:
-    match = _CONTENT_RANGE.match(response.headers.get("Content-Range", ""))
-    if match is None or int(match.group(1)) != offset:
-        raise SourceUnavailable(f"{subject}: the registry answered a range other than requested")
+        with _source_errors(f"{repository}@{digest[:19]}"):
+            yield from self._client.blob_chunks(repository, digest, offset, chunk_size)

@@ -15,6 +15,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from api.protocol import (
+    ENV_HF_ENDPOINT,
+    ENV_HF_TOKEN_PATH,
+    ENV_OLLAMA_REGISTRY,
+    ENV_SOURCES_CA_BUNDLE,
+)
 from worker.errors import InvalidSource, SourceUnauthorized
 
 DEFAULT_HF_ENDPOINT = "https://huggingface.co"
@@ -56,10 +62,10 @@ class SourceSettings:
     def from_env(cls, environ: Mapping[str, str] | None = None) -> SourceSettings:
         env = os.environ if environ is None else environ
         return cls(
-            hf_endpoint=env.get("HF_ENDPOINT") or DEFAULT_HF_ENDPOINT,
+            hf_endpoint=env.get(ENV_HF_ENDPOINT) or DEFAULT_HF_ENDPOINT,
             hf_token=_token(env),
-            ollama_registry=env.get("OLLAMA_REGISTRY") or DEFAULT_OLLAMA_REGISTRY,
-            ca_bundle=env.get("SOURCES_CA_BUNDLE") or None,
+            ollama_registry=env.get(ENV_OLLAMA_REGISTRY) or DEFAULT_OLLAMA_REGISTRY,
+            ca_bundle=env.get(ENV_SOURCES_CA_BUNDLE) or None,
             insecure=env.get("SOURCES_INSECURE", "").strip().lower() in _TRUE,
         )
 
@@ -76,7 +82,7 @@ class SourceSettings:
 
 def _token(env: Mapping[str, str]) -> str | None:
     """The mounted Secret file wins over the variable: it is what the controller provides."""
-    path = env.get("HF_TOKEN_PATH")
+    path = env.get(ENV_HF_TOKEN_PATH)
     if path:
         try:
             with Path(path).open("rb") as handle:

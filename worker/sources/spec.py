@@ -1,4 +1,4 @@
-"""What the user wrote as the source, parsed into one of three typed references (no I/O).
+"""What the user wrote as the source, parsed into one of four typed references (no I/O).
 
 Accepted forms (see ``docs/inspection.md``):
 
@@ -9,6 +9,8 @@ Accepted forms (see ``docs/inspection.md``):
   revision + selector.
 - Ollama: ``https://ollama.com/library/<name>[:<tag>]`` (also ``www.``), tag ``latest`` by default.
 - A local path: absolute, or relative starting with ``./`` or ``../``.
+- A committed upload (the preparation Job's argument, never typed by a person):
+  ``upload+oci://<registry-host>/<repository>@sha256:<hex>?filename=<name>`` (``api.upload``).
 
 Anything else is ``InvalidSource`` with a message that says which part is wrong.
 """
@@ -18,9 +20,15 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import parse_qsl, unquote, urlsplit
+from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
 from api.source import HUGGING_FACE_HOSTS, OLLAMA_HOSTS, hugging_face_url, ollama_url
+from api.upload import (
+    WORKER_SOURCE_SCHEME,
+    InvalidUploadSource,
+    UploadFormat,
+    parse_worker_source,
+)
 from worker.errors import InvalidSource
 
 MAX_SPEC_LENGTH = 2048
@@ -84,7 +92,24 @@ class LocalSpec:
         return self.url
 
 
-SourceSpec = HuggingFaceSpec | OllamaSpec | LocalSpec
+@dataclass(frozen=True)
+class UploadSpec:
+    url: str
+    registry_host: str
+    repository: str
+    """The session's staging repository holding the uploaded blob."""
+    digest: str
+    filename: str
+    format: UploadFormat
+
+    @property
+    def canonical_url(self) -> str:
+        """``upload:<filename>``: the session and its staging repository are not part of the
+        model; the artifact records the blob digest as its revision."""
+        return f"upload:{quote(self.filename, safe='')}"
+
+
+SourceSpec = HuggingFaceSpec | OllamaSpec | LocalSpec | UploadSpec
 
 
 def parse_source(spec: str) -> SourceSpec:
@@ -95,6 +120,8 @@ def parse_source(spec: str) -> SourceSpec:
         raise InvalidSource("the source contains control characters")
     if spec.startswith(("/", "./", "../")):
         return LocalSpec(url=spec, path=Path(spec))
+    if spec.startswith(f"{WORKER_SOURCE_SCHEME}://"):
+        return _upload(spec)
     parts = urlsplit(spec)
     if parts.scheme != "https":
         raise InvalidSource(
@@ -109,6 +136,21 @@ def parse_source(spec: str) -> SourceSpec:
     if host in OLLAMA_HOSTS:
         return _ollama(spec, parts.path, parts.query)
     raise InvalidSource(f"{spec!r}: host {host!r} is neither huggingface.co/hf.co nor ollama.com")
+
+
+def _upload(spec: str) -> UploadSpec:
+    try:
+        found = parse_worker_source(spec)
+    except InvalidUploadSource as error:
+        raise InvalidSource(str(error)) from None
+    return UploadSpec(
+        url=spec,
+        registry_host=found.registry_host,
+        repository=found.repository,
+        digest=found.digest,
+        filename=found.filename,
+        format=found.format,
+    )
 
 
 def _has_port(netloc: str) -> bool:

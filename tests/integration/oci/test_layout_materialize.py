@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from oci.errors import InvalidReference
 from tests.ground.models import RealModels
 from tests.ground.registry import Registry
 from tests.integration.oci.conftest import DirectorySource, plan_directory, sha256_file
@@ -20,7 +21,6 @@ from tests.unit.worker.oci.artifacts import Layer, tree, write_layout
 from worker.errors import InvalidWeights
 from worker.oci.materialize import PARTIAL_DIR, STATE_FILE, Materialized, materialize
 from worker.oci.publish import PublishedArtifact, publish
-from worker.oci.reference import InvalidReference
 from worker.oci.target import parse_destination
 from worker.plan import SourcePlan
 

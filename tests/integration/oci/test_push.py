@@ -14,13 +14,13 @@ import jsonschema
 import pytest
 
 from api.model import ResolvedMetadata
+from oci.registry import RegistrySettings
 from tests.ground.models import RealModels
 from tests.ground.registry import Registry
 from tests.integration.oci.conftest import DirectorySource, FaultProxy, sha256_file
 from worker.errors import SourceUnavailable
 from worker.oci.modelpack import ARTIFACT_TYPE, CONFIG_MEDIA_TYPE, MANIFEST_MEDIA_TYPE
 from worker.oci.publish import PublishedArtifact, publish
-from worker.oci.registry import RegistrySettings
 from worker.oci.target import parse_destination
 from worker.plan import SourcePlan
 

@@ -9,20 +9,20 @@ from pathlib import Path
 import pytest
 
 from api.model import ResolvedMetadata
+from oci.registry import RegistrySettings
 from tests.ground.procs import free_port
+from tests.ground.token_registry import TokenRegistry
 from tests.integration.oci.conftest import (
     DirectorySource,
     FaultProxy,
     SecureRegistry,
-    TokenRegistry,
     plan_directory,
 )
 from tests.integration.oci.test_push import NullProgress
-from tests.unit.worker.oci.fakes import FakeClock
+from tests.unit.oci.fakes import FakeClock
 from worker.errors import RegistryRejected, RegistryUnauthorized, RegistryUnavailable
 from worker.oci.materialize import materialize
 from worker.oci.publish import PublishedArtifact, publish
-from worker.oci.registry import RegistrySettings
 from worker.oci.target import parse_destination
 
 pytestmark = pytest.mark.integration

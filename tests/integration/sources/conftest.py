@@ -7,11 +7,14 @@ into the real registry, and the worker settings that point at them (127.0.0.1 on
 - ``hub_settings(token=None)``: ``SourceSettings`` for the emulator (a factory fixture).
 - ``ollama_model`` (session): SmolLM2 pushed as ``library/smollm2:135m`` into ``registry``;
   ``ollama_settings`` points the worker at that registry.
+- ``ollama_mirror`` (session): a token-protected mirror (``tests.ground.token_registry``: Bearer
+  tokens only for the pusher's Basic credentials) holding a tiny GGUF as ``library/tiny:1b``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -21,6 +24,7 @@ from tests.ground.hub_repo import HubRepo
 from tests.ground.models import RealModels
 from tests.ground.ollama import PushedModel, push_ollama_model
 from tests.ground.registry import Registry
+from tests.ground.token_registry import TokenRegistry, run_token_registry
 from tests.integration.sources import builders
 from worker.sources.settings import SourceSettings
 
@@ -134,3 +138,26 @@ def ollama_model(registry: Registry, real_models: RealModels) -> PushedModel:
 @pytest.fixture
 def ollama_settings(registry: Registry) -> SourceSettings:
     return SourceSettings(ollama_registry=registry.url, timeout_seconds=20)
+
+
+@dataclass(frozen=True)
+class OllamaMirror:
+    registry: TokenRegistry
+    model: PushedModel
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.registry.host}"
+
+
+@pytest.fixture(scope="session")
+def ollama_mirror(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OllamaMirror]:
+    work = tmp_path_factory.mktemp("ollama-mirror")
+    with run_token_registry(work) as registry:
+        gguf = builders.write_gguf(work / "tiny.gguf", "llama", 1)  # 1: MOSTLY_F16
+        token = registry.token("repository:library/tiny:pull,push")
+        model = push_ollama_model(
+            f"http://{registry.host}", "tiny", "1b", gguf=gguf,
+            config={"model_format": "gguf", "model_family": "llama"}, token=token,
+        )  # fmt: skip
+        yield OllamaMirror(registry, model)

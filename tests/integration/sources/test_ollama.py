@@ -1,22 +1,34 @@
-"""Ollama sources against the real distribution registry holding a pushed SmolLM2 model."""
+"""Ollama sources against the real distribution registry holding a pushed SmolLM2 model, and
+against a token-protected mirror (Bearer challenge, docker config credentials)."""
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterator
+from pathlib import Path
 
 import gguf
 import pytest
 
 from tests.ground.models import RealModels
 from tests.ground.ollama import PushedModel
-from worker.errors import RevisionNotFound, SourceNotFound, SourceUnavailable, WorkerError
+from tests.integration.sources.conftest import OllamaMirror
+from worker.errors import (
+    RevisionNotFound,
+    SourceNotFound,
+    SourceUnauthorized,
+    SourceUnavailable,
+    WorkerError,
+)
 from worker.inspect.reader import ByteSource
 from worker.inspect.resolve import inspect_source
 from worker.plan import Source, SourcePlan
 from worker.sources import open_source
+from worker.sources.ollama import OllamaSource
+from worker.sources.ollama_client import OllamaRegistryClient
 from worker.sources.ranged import RangedByteSource
 from worker.sources.settings import SourceSettings
+from worker.sources.spec import OllamaSpec
 
 pytestmark = pytest.mark.integration
 
@@ -136,3 +148,40 @@ def test_an_unreachable_registry_is_transient() -> None:
     settings = SourceSettings(ollama_registry="http://127.0.0.1:9", timeout_seconds=5)
     with pytest.raises(SourceUnavailable, match="cannot reach the registry"):
         open_source(URL, settings).plan()
+
+
+MIRROR_SOURCE = "https://ollama.com/library/tiny:1b"
+MIRROR_TOKEN_REQUEST = "/token?scope=repository%3Alibrary%2Ftiny%3Apull&service=ai-models-test"
+
+
+def _mirror_source(mirror: OllamaMirror, auth_file: Path | None) -> Source:
+    settings = SourceSettings(ollama_registry=mirror.url, timeout_seconds=20)
+    return OllamaSource(
+        OllamaSpec(MIRROR_SOURCE, "tiny", "1b", tag_given=True),
+        OllamaRegistryClient(settings, auth_file=auth_file),
+    )
+
+
+def test_a_token_protected_mirror_through_the_bearer_challenge(
+    ollama_mirror: OllamaMirror, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("REGISTRY_AUTH_FILE", str(ollama_mirror.registry.auth_file))
+    settings = SourceSettings(ollama_registry=ollama_mirror.url, timeout_seconds=20)
+    asked_before = len(ollama_mirror.registry.token_requests)
+    source = open_source(MIRROR_SOURCE, settings)  # the credentials: REGISTRY_AUTH_FILE's
+    assert source.plan().revision == ollama_mirror.model.manifest_digest
+    model = ollama_mirror.model.layer("model")
+    streamed = hashlib.sha256(b"".join(source.stream("model.gguf")))
+    assert f"sha256:{streamed.hexdigest()}" == model.digest
+    # One token for the repository's pull scope, reused by the manifest, config and blob reads.
+    assert ollama_mirror.registry.token_requests[asked_before:] == [MIRROR_TOKEN_REQUEST]
+
+
+@pytest.mark.parametrize("credentials", ["wrong", "none"])
+def test_a_token_protected_mirror_refuses_other_credentials(
+    ollama_mirror: OllamaMirror, credentials: str
+) -> None:
+    auth_file = ollama_mirror.registry.wrong_auth_file if credentials == "wrong" else None
+    with pytest.raises(SourceUnauthorized) as caught:
+        _mirror_source(ollama_mirror, auth_file).plan()
+    assert caught.value.message == "library/tiny:1b: the registry refused access (HTTP 401)"

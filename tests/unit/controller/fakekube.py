@@ -33,9 +33,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from api.upload import LABEL_UPLOAD_SESSION
 from controller.caches import InformerCaches
 from controller.errors import Conflict, Forbidden, KubeError, NotFound
-from controller.kube import CLUSTER_MODELS, JOBS, MODELS, PODS, Resource
+from controller.kube import CLUSTER_MODELS, JOBS, MODELS, PODS, SECRETS, Resource
 
 if TYPE_CHECKING:
     from controller.kube import KubeApi
@@ -459,13 +460,14 @@ class CacheView:
 
 
 def fake_caches(kube: FakeKube, system: str) -> InformerCaches[CacheView]:
-    """The controller's four caches over ``kube``: all Models and ClusterModels, the Jobs and
-    pods of the system namespace."""
+    """The controller's caches over ``kube``: all Models and ClusterModels, the Jobs and pods
+    of the system namespace, and its upload session records."""
     return InformerCaches(
         models=CacheView(kube, MODELS),
         cluster_models=CacheView(kube, CLUSTER_MODELS),
         jobs=CacheView(kube, JOBS, system),
         pods=CacheView(kube, PODS, system),
+        upload_records=CacheView(kube, SECRETS, system, LABEL_UPLOAD_SESSION),
     )
 
 

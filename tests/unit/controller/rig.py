@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from controller import naming
-from controller.config import Config, WorkerConfig
+from controller.config import Config, UploadConfig, WorkerConfig
 from controller.dispatch import Dispatcher
 from controller.events import EventRecorder
 from controller.finalizer import Finalizer, ManifestStore
@@ -19,6 +19,7 @@ from controller.jobs import JobRequest, build_job
 from controller.kube import EVENTS, JOBS, PODS, SECRETS, Resource, model_resource
 from controller.naming import ObjectKey
 from controller.reconciler import Reconciler
+from controller.uploads import BlobStore, UploadSessions
 from tests.unit.controller.fakekube import FakeKube, fake_caches
 
 JSON = dict[str, Any]
@@ -29,6 +30,7 @@ TOKEN = base64.b64encode(b"hf_secret").decode()
 NOW = "2026-01-02T03:04:05Z"
 URL = "https://huggingface.co/org/repo"
 KEY = ObjectKey("Model", "team-a", "private-model")
+GATEWAY = "http://ai-models-upload-gateway.d8-ai-models.svc:8444"
 
 
 def model(
@@ -71,19 +73,30 @@ class Rig:
         max_concurrent: int = 2,
         build: Callable[[JobRequest, Config], JSON] = build_job,
         registry: ManifestStore | None = None,
+        blobs: BlobStore | None = None,
+        upload: UploadConfig | None = None,
     ) -> None:
         self.kube = FakeKube()
         self.clock = self.kube.clock
         self.caches = fake_caches(self.kube, SYSTEM)
         self.config = Config(
-            system_namespace=SYSTEM, worker=WorkerConfig(max_concurrent=max_concurrent)
+            system_namespace=SYSTEM,
+            worker=WorkerConfig(max_concurrent=max_concurrent),
+            upload=upload or UploadConfig(in_cluster_url=GATEWAY),
         )
         events = EventRecorder(self.kube)
         self.dispatcher = Dispatcher(
             self.kube, self.caches, self.config, build, monotonic=self.clock.monotonic
         )
+        self.uploads = UploadSessions(self.kube, self.caches, self.config, blobs)
         self.finalizer = Finalizer(
-            self.kube, self.caches, self.config, registry, events, self.clock.rfc3339
+            self.kube,
+            self.caches,
+            self.config,
+            registry,
+            events,
+            self.clock.rfc3339,
+            self.uploads,
         )
         self.published: list[int] = []
         self.reconciler = Reconciler(
@@ -93,6 +106,7 @@ class Rig:
             self.dispatcher,
             self.finalizer,
             events,
+            self.uploads,
             self.clock.rfc3339,
             on_published=self.published.append,
             jitter=lambda: 0.5,

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from controller.config import ConfigError, load_config, parse_config
+from controller.dispatch import needs_slot
 from controller.naming import ObjectKey, artifact_reference, job_name, repository
 
 
@@ -17,6 +18,24 @@ def test_defaults() -> None:
     assert config.worker.workspace.empty_dir is not None
     assert config.registry.insecure is False
     assert config.worker.log_format == "text"
+    assert config.upload.session_ttl_seconds == 86_400
+    assert config.upload.size_limit_bytes == 200 * 1024**3
+    assert (config.upload.external_url, config.upload.in_cluster_url) == ("", "")
+
+
+def test_upload_urls_lose_a_trailing_slash() -> None:
+    config = parse_config(
+        {
+            "upload": {
+                "inClusterURL": "http://ai-models-upload-gateway.d8-ai-models.svc:8444/",
+                "externalURL": "https://uploads.example.com/ai/",
+                "sizeLimitBytes": 1024,
+            }
+        }
+    )
+    assert config.upload.in_cluster_url == "http://ai-models-upload-gateway.d8-ai-models.svc:8444"
+    assert config.upload.external_url == "https://uploads.example.com/ai"
+    assert config.upload.size_limit_bytes == 1024
 
 
 @pytest.mark.parametrize(
@@ -38,6 +57,19 @@ def test_defaults() -> None:
             {"worker": {"workspace": {"emptyDir": {}, "ephemeral": {}}}},
             "set either emptyDir or ephemeral",
         ),
+        (
+            {"upload": {"inClusterURL": "gateway:8444"}},
+            "upload.inClusterURL: Value error, must be an http:// or https:// URL with a host",
+        ),
+        (
+            {"upload": {"externalURL": "https://u:p@uploads.example.com"}},
+            "upload.externalURL: Value error, must have no query, fragment or credentials",
+        ),
+        (
+            {"upload": {"sessionTTLSeconds": 10}},
+            "upload.sessionTTLSeconds: Input should be greater than or equal to 60",
+        ),
+        ({"upload": {"ttlSeconds": 60}}, "upload.ttlSeconds: Extra inputs are not permitted"),
     ],
 )
 def test_invalid_configuration_names_the_key(data: object, message: str) -> None:
@@ -81,8 +113,6 @@ def test_repository_names_and_the_length_fallback() -> None:
 
 
 def test_objects_blocked_on_the_user_hold_no_place_in_the_slot_queue() -> None:
-    from controller.dispatch import needs_slot
-
     def obj(reason: str | None, phase: str = "Pending") -> dict[str, object]:
         conditions = [{"type": "Ready", "status": "False", "reason": reason}] if reason else []
         return {

@@ -8,12 +8,8 @@ from typing import Any
 
 import pytest
 
-from controller.consumption import (
-    ANNOTATION_CLUSTER_MODEL as CLUSTER,
-)
-from controller.consumption import (
-    ANNOTATION_MODEL as MODEL,
-)
+from api.protocol import ANNOTATION_CLUSTER_MODEL as CLUSTER
+from api.protocol import ANNOTATION_MODEL as MODEL
 from controller.consumption import (
     Digest,
     InvalidModelAnnotation,

@@ -9,18 +9,18 @@ from typing import Any
 
 import pytest
 
-from controller.consumption import (
+from api.protocol import (
     ANNOTATION_DIGESTS,
     ANNOTATION_MODEL,
     ANNOTATION_WAITING,
     LABEL_GATED,
-    ModelRef,
-    waiting_cause,
+    SCHEDULING_GATE,
 )
+from controller.consumption import ModelRef, waiting_cause
 from controller.gates import GateController, Lift, Wait, decide, lift_patch
 
 DIGEST = "sha256:" + "d" * 64
-GATE = {"name": "ai.deckhouse.io/model-ready"}
+GATE = {"name": SCHEDULING_GATE}
 
 
 def gated(annotations: dict[str, str], gates: list[dict[str, str]] | None = None) -> dict[str, Any]:

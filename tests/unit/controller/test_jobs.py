@@ -11,6 +11,7 @@ import jinja2
 import pytest
 import yaml
 
+from api import protocol
 from controller import jobs
 from controller.config import Config, parse_config
 from controller.errors import JobRenderFailed
@@ -172,6 +173,19 @@ def test_token_is_mounted_never_in_env_or_args() -> None:
     assert "HF_TOKEN" not in env
     volumes = {v["name"]: v for v in job["spec"]["template"]["spec"]["volumes"]}
     assert volumes["source-token"]["secret"]["secretName"] == "tok-secret"
+
+
+def test_every_variable_of_the_job_is_one_the_protocol_names() -> None:
+    everything = parse_config(
+        {**PLACEMENT, "registry": {**PLACEMENT["registry"], "insecure": True}}
+    )
+    req, _ = CASES["model-private-placement"]
+    env = build_job(req, everything)["spec"]["template"]["spec"]["containers"][0]["env"]
+    names = [e["name"] for e in env]
+    assert len(names) == len(set(names))
+    assert set(names) == protocol.JOB_ENV
+    defaults = build_job(request(), Config())["spec"]["template"]["spec"]["containers"][0]["env"]
+    assert {e["name"] for e in defaults} < protocol.JOB_ENV
 
 
 def crd_url_pattern() -> re.Pattern[str]:

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 import structlog
 
+from api import upload
 from controller import naming
 from controller.cli import configure_logging
 from controller.config import parse_config
@@ -30,7 +31,7 @@ from controller.errors import (
     RegistryError,
 )
 from controller.informer import Informer
-from controller.kube import CLUSTER_MODELS, JOBS, LEASES, MODELS, PODS, Resource
+from controller.kube import CLUSTER_MODELS, JOBS, LEASES, MODELS, PODS, SECRETS, Resource
 from controller.manager import KeyWorker, Manager
 from controller.metrics import Metrics
 from controller.naming import ObjectKey
@@ -467,6 +468,14 @@ def test_job_and_pod_events_queue_their_owners_key() -> None:
     assert drain(manager.queue) == [KEY]
     sync(manager, manager.caches.pods)
     assert drain(manager.queue) == [KEY]
+    # An upload session record: the gateway's progress or commit, mapped by its labels alone.
+    record_labels = {upload.LABEL_UPLOAD_SESSION: "upload-uid-llama"}
+    for uid, name in (("uid-llama", "upload-uid-llama-state"), ("uid-unknown", "upload-x-state")):
+        labels = {**record_labels, naming.LABEL_OWNER_UID: uid}
+        kube.seed(SECRETS, {"metadata": {"name": name, "labels": labels}}, SYSTEM)
+    kube.seed(SECRETS, {"metadata": {"name": "unrelated", "labels": {}}}, SYSTEM)
+    sync(manager, manager.caches.upload_records)
+    assert drain(manager.queue) == [KEY]
 
 
 def test_a_finished_job_wakes_the_objects_waiting_for_a_slot() -> None:
@@ -514,6 +523,8 @@ def test_ready_once_every_cache_synced_and_gauges_count_objects_by_phase() -> No
     sync(manager, caches.models, caches.cluster_models, caches.jobs)
     assert not manager.ready()
     sync(manager, caches.pods)
+    assert not manager.ready()
+    sync(manager, caches.upload_records)
     assert manager.ready()
     sample = manager.metrics.registry.get_sample_value
     assert sample("ai_models_objects", {"kind": "Model", "phase": "Ready"}) == 1.0

@@ -7,8 +7,9 @@ from typing import Any
 
 import pytest
 
+from api.protocol import InvalidWorkerResult
 from controller.outcome import Failed, Running, Settling, Succeeded, job_outcome
-from controller.workerpod import InvalidResult, parse_progress, parse_result, parse_termination
+from controller.workerpod import parse_progress, parse_result, parse_termination
 
 RESULT = {
     "artifact": {
@@ -210,7 +211,7 @@ def test_progress_ignores_garbage() -> None:
 
 
 def test_oversized_result_is_refused() -> None:
-    with pytest.raises(InvalidResult, match="over 65536"):
+    with pytest.raises(InvalidWorkerResult, match="over 65536"):
         parse_result(pod("p1", "Succeeded", annotations={"ai.deckhouse.io/result": "x" * 70000}))
 
 

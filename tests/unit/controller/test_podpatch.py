@@ -13,10 +13,9 @@ from typing import Any
 import pytest
 import yaml
 
+from api.protocol import ANNOTATION_CLUSTER_MODEL, ANNOTATION_MODEL
 from controller.config import MaterializeConfig
 from controller.consumption import (
-    ANNOTATION_CLUSTER_MODEL,
-    ANNOTATION_MODEL,
     Digest,
     ModelRef,
     ModelVolumeConflict,

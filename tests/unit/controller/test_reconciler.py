@@ -252,7 +252,7 @@ def test_a_forbidden_status_write_is_raised_with_nothing_else_done() -> None:
 def test_an_unsupported_source_is_blocked_without_a_job() -> None:
     rig = Rig()
     obj = model(auth_secret=None)
-    obj["spec"]["source"] = {"upload": {}}
+    obj["spec"]["source"] = {"catalog": {"name": "q"}}
     rig.add(obj)
     assert rig.reconcile() is None
     assert rig.kube.objects(JOBS) == []
@@ -261,7 +261,7 @@ def test_an_unsupported_source_is_blocked_without_a_job() -> None:
         "type": "Ready",
         "status": "False",
         "reason": "SourceKindNotSupported",
-        "message": "spec.source.upload is not handled by this controller version yet; "
+        "message": "spec.source.catalog is not handled by this controller version yet; "
         "no preparation Job was created",
         "observedGeneration": 1,
         "lastTransitionTime": "",

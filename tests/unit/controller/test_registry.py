@@ -1,5 +1,6 @@
-"""The controller's registry client without sockets (a requests transport that plays the
-registry and its token realm), and the docker config it reads its credentials from."""
+"""The controller's facade over the shared registry client without sockets (a requests transport
+that plays the registry and its token realm), and the docker config it reads its credentials
+from: a malformed one stops the controller at start, naming the Secret and the host."""
 
 from __future__ import annotations
 
@@ -9,57 +10,46 @@ from typing import Any
 
 import pytest
 import requests
-from requests.adapters import BaseAdapter
-from requests.structures import CaseInsensitiveDict
 
 from controller import cli
 from controller.config import Config, ConfigError
 from controller.errors import RegistryError
 from controller.registry import RegistryAccess, RegistryCleaner, credentials_from_docker_config
+from tests.unit.oci.fakes import Answer, FakeTransport
 
 DIGEST = "sha256:" + "a" * 64
 HOST = "registry.example:5000"
 
 
-class Transport(BaseAdapter):
+class Transport(FakeTransport):
     """A registry that asks for a bearer token from ``realm``; the realm issues one to anyone
     who presents Basic credentials."""
 
     def __init__(self, realm: str) -> None:
-        super().__init__()
+        super().__init__(self.answer)
         self.realm = realm
-        self.seen: list[requests.PreparedRequest] = []
 
-    def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
-        self.seen.append(request)
+    @property
+    def seen(self) -> list[requests.PreparedRequest]:
+        return self.requests
+
+    def answer(self, request: requests.PreparedRequest) -> Answer:
         url = str(request.url)
         auth = str(request.headers.get("Authorization", ""))
         if url.startswith(self.realm):
-            return self.response(200, {}, json.dumps({"token": "t0k"}).encode())
+            return 200, {}, json.dumps({"token": "t0k"}).encode()
         if auth == "Bearer t0k":
-            return self.response(202 if request.method == "DELETE" else 200,
-                                 {"Docker-Content-Digest": DIGEST})  # fmt: skip
-        challenge = f'Bearer realm="{self.realm}",service="registry"'
-        return self.response(401, {"WWW-Authenticate": challenge})
-
-    @staticmethod
-    def response(status: int, headers: dict[str, str], body: bytes = b"") -> requests.Response:
-        response = requests.Response()
-        response.status_code = status
-        response.headers = CaseInsensitiveDict(headers)
-        response._content = body
-        return response
-
-    def close(self) -> None:
-        pass
+            return (
+                202 if request.method == "DELETE" else 200,
+                {"Docker-Content-Digest": DIGEST},
+                b"",
+            )
+        return 401, {"WWW-Authenticate": f'Bearer realm="{self.realm}",service="registry"'}, b""
 
 
 def cleaner(transport: Transport, *, insecure: bool = False, user: str | None = "pusher") -> Any:
-    session = requests.Session()
-    session.mount("http://", transport)
-    session.mount("https://", transport)
     access = RegistryAccess(HOST, insecure, None, user, "s3cret" if user else None)
-    return RegistryCleaner(access, session)
+    return RegistryCleaner(access, transport)
 
 
 def test_credentials_never_go_to_a_plain_http_realm_of_an_https_registry() -> None:
@@ -189,3 +179,69 @@ def test_startup_reads_the_credentials_of_the_secret() -> None:
     access = cli.registry_cleaner(kube, CONFIG)._access
     assert (access.host, access.username, access.password) == (HOST, "pusher", "pa:ss")
     assert "pa:ss" not in repr(access)
+
+
+NEITHER = (
+    f"the entry for {HOST} has neither a base64 'auth' of user:password nor "
+    "'username' and 'password'"
+)
+
+
+def _b64(raw: bytes) -> str:
+    return base64.b64encode(raw).decode()
+
+
+@pytest.mark.parametrize(
+    ("auths", "why"),
+    [
+        ({HOST: {"auth": "s3cret%%"}}, NEITHER),  # not base64
+        ({HOST: {"auth": _b64(b"pusher-s3cret")}}, NEITHER),  # no colon
+        ({HOST: {"auth": _b64(b"\xffpusher:s3cret")}}, NEITHER),  # a byte that is not UTF-8
+        ({HOST: ["pusher", "s3cret"]}, f"the entry for {HOST} is not an object"),
+        (["s3cret"], 'no "auths" object'),
+    ],
+)
+def test_controller_start_fails_on_a_malformed_docker_config(
+    auths: object, why: str, tmp_path: Any, monkeypatch: pytest.MonkeyPatch, capsys: Any
+) -> None:
+    kube = SecretKube({".dockerconfigjson": _b64(docker_config(auths))})
+    monkeypatch.setattr(cli, "load_api_client", lambda path: None)
+    monkeypatch.setattr(cli, "KubeClient", lambda *args, **kwargs: kube)
+    config = tmp_path / "config.json"
+    config.write_text(CONFIG.model_dump_json(by_alias=True))
+    assert cli.main(["--config", str(config)]) == 2
+    stderr = capsys.readouterr().err
+    assert stderr == f"ai-models-controller: {ORIGIN} is not a usable docker config JSON: {why}\n"
+    assert "s3cret" not in stderr
+
+
+def test_a_manifest_without_a_reported_digest_is_a_registry_error() -> None:
+    transport = FakeTransport(lambda request: (200, {}, b""))
+    with pytest.raises(RegistryError) as caught:
+        RegistryCleaner(RegistryAccess(HOST), transport).resolve("m/x", "latest")
+    assert str(caught.value) == f"registry {HOST} did not report the digest of m/x:latest"
+
+
+def test_registry_answers_become_registry_errors() -> None:
+    transport = FakeTransport(lambda request: (403, {}, b""))
+    with pytest.raises(RegistryError, match=r"^DELETE manifest .* registry answered 403"):
+        RegistryCleaner(RegistryAccess(HOST), transport).delete("m/x", DIGEST)
+    gone = RegistryCleaner(RegistryAccess(HOST), FakeTransport(lambda request: (404, {}, b"")))
+    assert gone.delete("m/x", DIGEST) is False
+    assert gone.resolve("m/x", "latest") is None
+
+
+def test_a_staging_blob_is_unlinked_from_its_repository() -> None:
+    transport = Transport("https://auth.example/token")
+    staging = "ai-models/upload/upload-u"
+    assert cleaner(transport).delete_blob(staging, DIGEST) is True
+    last = transport.seen[-1]
+    assert (last.method, last.url) == (
+        "DELETE",
+        f"https://{HOST}/v2/{staging}/blobs/{DIGEST}",
+    )
+    gone = RegistryCleaner(RegistryAccess(HOST), FakeTransport(lambda request: (404, {}, b"")))
+    assert gone.delete_blob(staging, DIGEST) is False
+    refused = RegistryCleaner(RegistryAccess(HOST), FakeTransport(lambda request: (405, {}, b"")))
+    with pytest.raises(RegistryError, match=r"^DELETE blob sha256:a+ in ai-models/upload/upload-u"):
+        refused.delete_blob(staging, DIGEST)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from api.protocol import WorkerResult
 from controller import status
-from controller.workerpod import Progress, Termination, WorkerResult
+from controller.workerpod import Progress, Termination
 
 T0, T1 = "2026-11-26T10:00:00Z", "2026-11-26T10:05:00Z"
 

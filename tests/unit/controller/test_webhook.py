@@ -6,8 +6,8 @@ import base64
 import json
 from typing import Any
 
+from api.protocol import ANNOTATION_MODEL
 from controller.config import MaterializeConfig
-from controller.consumption import ANNOTATION_MODEL
 from controller.webhook import PODS_PATH, WORKLOADS_PATH, admit
 
 

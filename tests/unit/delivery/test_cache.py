@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from delivery.cache import BlobCorrupt, BlobStore
+from delivery.cache import BlobCorrupt, BlobStore, Piece
 from delivery.metrics import DeliveryMetrics
 
 
@@ -43,11 +43,16 @@ def _store(tmp_path: Path, budget: int = 1 << 20) -> tuple[BlobStore, DeliveryMe
 
 
 def _read(store: BlobStore, data: bytes, upstream: Upstream, offset: int = 0) -> bytes:
-    return b"".join(store.stream(_digest(data), len(data), upstream, offset))
+    return _joined(store.stream(_digest(data), len(data), upstream, offset))
 
 
-def _drain(chunks: Iterator[bytes], into: list[bytes]) -> None:
-    into.extend(chunks)
+def _joined(chunks: Iterator[Piece]) -> bytes:
+    """Each piece copied as it comes: a piece read from disk is a view the next read reuses."""
+    return b"".join(bytes(piece) for piece in chunks)
+
+
+def _drain(chunks: Iterator[Piece], into: list[bytes]) -> None:
+    into.extend(bytes(piece) for piece in chunks)
 
 
 def test_a_miss_is_fetched_once_stored_verified_then_served_from_disk(tmp_path: Path) -> None:
@@ -83,7 +88,7 @@ def test_fetched_bytes_that_do_not_match_are_never_completed_nor_stored(tmp_path
     assert not store.has(_digest(data))
     assert list((tmp_path / "cache" / "tmp").iterdir()) == []
     with pytest.raises(BlobCorrupt, match="more than 4 bytes"):
-        b"".join(store.stream(_digest(b"abcd"), 4, Upstream(b"abcdef")))
+        _joined(store.stream(_digest(b"abcd"), 4, Upstream(b"abcdef")))
 
 
 def test_a_corrupt_cached_file_is_cut_short_deleted_and_refetched(tmp_path: Path) -> None:
@@ -147,7 +152,7 @@ def test_when_the_leader_fails_a_waiter_fetches_again(tmp_path: Path) -> None:
 
     def leader() -> None:
         try:
-            b"".join(store.stream(_digest(data), len(data), flaky))
+            _joined(store.stream(_digest(data), len(data), flaky))
         except ConnectionError as error:
             errors.append(error)
 
@@ -166,7 +171,7 @@ def test_when_the_leader_fails_a_waiter_fetches_again(tmp_path: Path) -> None:
 
 
 def _read_any(store: BlobStore, data: bytes, fetch: object) -> bytes:
-    return b"".join(store.stream(_digest(data), len(data), fetch))  # type: ignore[arg-type]
+    return _joined(store.stream(_digest(data), len(data), fetch))  # type: ignore[arg-type]
 
 
 def test_the_least_recently_used_blob_is_evicted_to_stay_within_budget(tmp_path: Path) -> None:
@@ -197,7 +202,7 @@ def test_a_blob_being_read_is_never_evicted_and_an_oversized_one_passes_through(
     assert _read(store, b, upstream_b) == b  # no room: streamed through, verified, not stored
     assert store.has(_digest(a))
     assert not store.has(_digest(b))
-    assert b"aaaa" + b"".join(reading) == a
+    assert b"aaaa" + _joined(reading) == a
     _read(store, b, upstream_b)  # a is free now: evicted for b
     assert store.has(_digest(b))
     assert not store.has(_digest(a))

@@ -68,6 +68,9 @@ class MemoryRegistry:
     uploads: dict[str, bytearray] = field(default_factory=dict)
     patches: int = 0
     fail_patch: Callable[[int], Answer | None] = lambda _: None
+    cut_patch: Callable[[int], int | None] = lambda _: None
+    """For PATCH number n: how many of its body's bytes land before the connection breaks."""
+    puts_with_body: int = 0
 
     def __call__(self, request: requests.PreparedRequest) -> Answer:
         url = urlsplit(request.url or "")
@@ -97,7 +100,6 @@ class MemoryRegistry:
             return 404, {}, error_body("BLOB_UPLOAD_UNKNOWN")
         if method == "GET":
             return 204, {**location, "Range": f"0-{len(data) - 1}"}, b""
-        body = bytes(request.body or b"")
         if method == "PATCH":
             self.patches += 1
             if failure := self.fail_patch(self.patches):
@@ -105,10 +107,11 @@ class MemoryRegistry:
             start = int(request.headers["Content-Range"].split("-")[0])
             if start != len(data):
                 return 416, {}, error_body("BLOB_UPLOAD_INVALID")
-            data += body
-            return 202, {**location, "Range": f"0-{len(data) - 1}"}, b""
+            return self._patch(data, request, self.cut_patch(self.patches), location)
+        body = bytes(request.body or b"")
         if method == "PUT":
             digest = query["digest"]
+            self.puts_with_body += bool(body)
             data += body
             if "sha256:" + hashlib.sha256(data).hexdigest() != digest:
                 return 400, {}, error_body("DIGEST_INVALID", "digest did not match")
@@ -116,6 +119,23 @@ class MemoryRegistry:
             del self.uploads[session]
             return 201, {}, b""
         return 405, {}, b""
+
+    @staticmethod
+    def _patch(data: bytearray, request: Any, cut: int | None, location: dict[str, str]) -> Answer:
+        """Takes the body piece by piece as a registry writes it: the bytes of a body that
+        breaks (the sender's stream failed, or ``cut``) stay in the session."""
+        body = request.body
+        pieces = [body] if isinstance(body, (bytes, bytearray)) else body
+        received = 0
+        for piece in pieces:
+            if cut is not None and received + len(piece) >= cut:
+                data += piece[: cut - received]
+                raise requests.ConnectionError("connection reset by the fake registry")
+            data += piece
+            received += len(piece)
+        if received != int(request.headers["Content-Length"]):
+            return 400, {}, error_body("SIZE_INVALID", "body shorter than Content-Length")
+        return 202, {**location, "Range": f"0-{len(data) - 1}"}, b""
 
     def _manifest(self, method: str, reference: str, request: Any) -> Answer:
         if method == "PUT":

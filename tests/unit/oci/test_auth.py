@@ -8,14 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from worker.errors import RegistryUnauthorized
-from worker.oci.auth import (
+from oci.auth import (
+    BearerTokenFile,
     Challenge,
     Credentials,
     find_auth_file,
     load_credentials,
     parse_challenge,
 )
+from oci.errors import CredentialsInvalid
 
 
 def _config(tmp_path: Path, auths: object) -> Path:
@@ -50,7 +51,7 @@ def test_no_entry_for_the_host_means_anonymous(tmp_path: Path) -> None:
 @pytest.mark.parametrize("entry", [{"auth": "!!!"}, {"auth": _b64("nocolon")}, {"x": 1}])
 def test_unusable_entry_is_an_auth_error_without_its_content(tmp_path: Path, entry: object) -> None:
     path = _config(tmp_path, {"r.test": entry})
-    with pytest.raises(RegistryUnauthorized, match=r"the entry for r\.test") as raised:
+    with pytest.raises(CredentialsInvalid, match=r"the entry for r\.test") as raised:
         load_credentials("r.test", path)
     assert "nocolon" not in str(raised.value)
 
@@ -58,9 +59,13 @@ def test_unusable_entry_is_an_auth_error_without_its_content(tmp_path: Path, ent
 def test_unreadable_file_names_the_file_only(tmp_path: Path) -> None:
     path = tmp_path / "config.json"
     path.write_text('{"auths": {"r.test": {"auth": "secret-ish"')
-    with pytest.raises(RegistryUnauthorized, match="cannot be read as JSON") as raised:
+    with pytest.raises(CredentialsInvalid) as raised:
         load_credentials("r.test", path)
-    assert "secret-ish" not in str(raised.value)
+    assert raised.value.message == (
+        f"registry auth file {path} is not a usable docker config JSON: not JSON (JSONDecodeError)"
+    )
+    with pytest.raises(CredentialsInvalid, match=r"cannot be read \(No such file or directory\)"):
+        load_credentials("r.test", tmp_path / "missing.json")
 
 
 def test_auth_file_search_order(tmp_path: Path) -> None:
@@ -99,3 +104,15 @@ def test_auth_file_search_order(tmp_path: Path) -> None:
 )
 def test_parse_challenge(header: str, expected: Challenge | None) -> None:
     assert parse_challenge(header) == expected
+
+
+@pytest.mark.parametrize("content", ["", "a b", "x" * (16 << 10 + 1)])
+def test_a_token_file_without_a_token_is_refused_without_its_content(
+    tmp_path: Path, content: str
+) -> None:
+    token = tmp_path / "token"
+    token.write_text(content)
+    with pytest.raises(CredentialsInvalid) as error:
+        BearerTokenFile(token).header()
+    assert str(error.value).startswith(f"token file {token} does not hold a bearer token")
+    assert repr(BearerTokenFile(token)) == f"BearerTokenFile(path={token!r})"

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from worker.oci.reference import InvalidReference, Reference, parse_reference
+from oci.errors import InvalidReference
+from oci.reference import Reference, parse_reference
 
 DIGEST = "sha256:" + "0123456789abcdef" * 4
 

@@ -5,14 +5,15 @@ from __future__ import annotations
 
 import base64
 import time
+from collections.abc import Callable
 
 import pytest
 import requests
 
-from tests.unit.worker.oci.fakes import Answer, FakeClock, FakeTransport, error_body
-from worker.errors import RegistryRejected, RegistryUnauthorized, RegistryUnavailable
-from worker.oci.auth import Credentials
-from worker.oci.registry import RegistryClient, RegistryRefusal, RegistrySettings
+from oci.auth import Credentials
+from oci.errors import BadResponse, Refused, Unauthorized, Unavailable
+from oci.registry import RegistryClient, RegistrySettings
+from tests.unit.oci.fakes import Answer, FakeClock, FakeTransport, error_body
 
 DIGEST = "sha256:" + "ab" * 32
 SECRET = "s3cr3t-Pa55"
@@ -54,7 +55,7 @@ def test_retries_5xx_with_exponential_backoff_then_succeeds() -> None:
 
 def test_gives_up_after_the_configured_attempts_with_a_clear_message() -> None:
     client, transport, clock = _client([(503, {}, error_body("UNAVAILABLE", "busy"))])
-    with pytest.raises(RegistryUnavailable) as raised:
+    with pytest.raises(Unavailable) as raised:
         client.start_upload("a/b")
     assert str(raised.value) == (
         "registry 503 after 6 attempts: POST /v2/a/b/blobs/uploads/ at r.test (UNAVAILABLE: busy)"
@@ -77,7 +78,7 @@ def test_connection_errors_are_retried() -> None:
 
 def test_dead_registry_fails_with_registry_unavailable() -> None:
     client, transport, clock = _client([requests.ConnectionError("refused")], attempts=3)
-    with pytest.raises(RegistryUnavailable, match="registry ConnectionError after 3 attempts"):
+    with pytest.raises(Unavailable, match="registry ConnectionError after 3 attempts"):
         client.start_upload("a/b")
     assert clock.sleeps == [0.5, 1.0]
     assert len(transport.requests) == 3
@@ -97,11 +98,11 @@ def test_retry_after_is_honoured_and_capped() -> None:
 @pytest.mark.parametrize(
     ("status", "body", "error", "codes"),
     [
-        (400, error_body("NAME_INVALID", "bad name"), RegistryRefusal, {"NAME_INVALID"}),
-        (404, error_body("BLOB_UNKNOWN"), RegistryRefusal, {"BLOB_UNKNOWN"}),
-        (405, b"not json", RegistryRefusal, set()),
-        (403, b"", RegistryUnauthorized, None),
-        (400, error_body("DENIED", "no"), RegistryUnauthorized, None),
+        (400, error_body("NAME_INVALID", "bad name"), Refused, {"NAME_INVALID"}),
+        (404, error_body("BLOB_UNKNOWN"), Refused, {"BLOB_UNKNOWN"}),
+        (405, b"not json", Refused, set()),
+        (403, b"", Unauthorized, None),
+        (400, error_body("DENIED", "no"), Unauthorized, None),
     ],
 )
 def test_status_table(status: int, body: bytes, error: type[Exception], codes: set[str]) -> None:
@@ -109,16 +110,10 @@ def test_status_table(status: int, body: bytes, error: type[Exception], codes: s
     with pytest.raises(error) as raised:
         client.start_upload("a/b")
     if codes is not None:
-        assert isinstance(raised.value, RegistryRefusal)
+        assert isinstance(raised.value, Refused)
         assert raised.value.codes == codes
         assert raised.value.status == status
     assert clock.sleeps == []  # 4xx is never retried
-
-
-def test_rejection_is_permanent() -> None:
-    assert RegistryRejected("x").permanent
-    assert RegistryUnauthorized("x").permanent
-    assert not RegistryUnavailable("x").permanent
 
 
 def test_basic_challenge_is_answered_once() -> None:
@@ -135,7 +130,7 @@ def test_basic_challenge_is_answered_once() -> None:
 def test_wrong_basic_credentials_are_a_permanent_error_without_the_secret() -> None:
     challenge = (401, {"WWW-Authenticate": 'Basic realm="r"'}, error_body("UNAUTHORIZED"))
     client, transport, clock = _client([challenge], credentials=Credentials("user", SECRET))
-    with pytest.raises(RegistryUnauthorized) as raised:
+    with pytest.raises(Unauthorized) as raised:
         client.start_upload("a")
     assert SECRET not in str(raised.value)
     assert "credentials" in str(raised.value)
@@ -194,8 +189,93 @@ def test_credentials_are_not_sent_to_other_hosts() -> None:
 def test_manifest_get_sends_accept_and_checks_the_digest() -> None:
     body = b'{"schemaVersion":2}'
     client, transport, _ = _client([(200, {"Content-Type": "x/y"}, body)])
-    with pytest.raises(RegistryRejected, match="other bytes than the digest names"):
+    with pytest.raises(BadResponse, match="other bytes than the digest names"):
         client.get_manifest("a", DIGEST, ("application/vnd.oci.image.manifest.v1+json",))
     assert transport.requests[0].headers["Accept"] == "application/vnd.oci.image.manifest.v1+json"
     manifest = client.get_manifest("a", "tag", ("x/y",))
     assert (manifest.data, manifest.media_type) == (body, "x/y")
+
+
+def _token_realm_answers(realm: str) -> list[Answer | Exception]:
+    challenge = {"WWW-Authenticate": f'Bearer realm="{realm}",service="reg"'}
+    return [
+        (401, challenge, b""),
+        (200, {}, b'{"token": "t"}'),
+        (200, {"Content-Length": "1"}, b""),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("insecure", "credentials", "allowed"),
+    [
+        (False, Credentials("user", SECRET), False),  # an HTTPS registry, secrets: never in clear
+        (True, Credentials("user", SECRET), True),  # the registry itself is plain HTTP
+        (False, None, True),  # anonymous: nothing to leak
+    ],
+)
+def test_credentials_go_to_a_plain_http_realm_only_when_the_registry_is_plain_http(
+    insecure: bool, credentials: Credentials | None, allowed: bool
+) -> None:
+    transport = FakeTransport(_queue(_token_realm_answers("http://auth.test/token")))
+    client = RegistryClient(
+        "r.test", insecure=insecure, credentials=credentials, transport=transport
+    )
+    if allowed:
+        assert client.blob_size("a", DIGEST) == 1
+        assert [str(r.url).split("?")[0] for r in transport.requests][1] == "http://auth.test/token"
+        return
+    with pytest.raises(Unauthorized) as raised:
+        client.blob_size("a", DIGEST)
+    assert raised.value.message == (
+        "registry r.test names the token realm http://auth.test, which is not HTTPS; refusing "
+        "to send the registry credentials there"
+    )
+    assert len(transport.requests) == 1  # the realm was never asked
+
+
+def _queue(answers: list[Answer | Exception]) -> Callable[[requests.PreparedRequest], Answer]:
+    def handler(_: requests.PreparedRequest) -> Answer:
+        answer = answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    return handler
+
+
+def test_a_realm_without_a_token_is_unauthorized() -> None:
+    challenge = {"WWW-Authenticate": 'Bearer realm="https://auth.test/token"'}
+    client, _, _ = _client([(401, challenge, b""), (200, {}, b"<html>")])
+    with pytest.raises(Unauthorized, match=r"^token realm auth\.test returned no token$"):
+        client.blob_size("a", DIGEST)
+
+
+def test_tags_and_the_announced_manifest_digest() -> None:
+    client, transport, _ = _client([(200, {}, b'{"name": "a", "tags": ["1b", 7, "7b"]}')])
+    assert client.tags("library/a", 2) == ("1b",)
+    assert str(transport.requests[0].url) == "https://r.test/v2/library/a/tags/list?n=2"
+    other = {"Docker-Content-Digest": DIGEST}
+    lying, _, _ = _client([(200, other, b"{}")])
+    with pytest.raises(BadResponse, match=f"returned other bytes than {DIGEST} names"):
+        lying.get_manifest("a", "v1", ("x/y",))
+
+
+def test_a_blob_range_is_one_ranged_request() -> None:
+    answer: Answer = (206, {"Content-Range": "bytes 4-6/10"}, b"456")
+    client, transport, _ = _client([answer])
+    assert client.blob_range("a", DIGEST, 4, 3) == b"456"
+    assert transport.requests[0].headers["Range"] == "bytes=4-6"
+    shifted, _, _ = _client([(206, {"Content-Range": "bytes 0-2/10"}, b"012")])
+    with pytest.raises(BadResponse, match="a range other than requested"):
+        shifted.blob_range("a", DIGEST, 4, 3)
+
+
+def test_an_unavailable_registry_keeps_its_last_status() -> None:
+    client, _, _ = _client([(503, {}, b"")], attempts=2)
+    with pytest.raises(Unavailable) as raised:
+        client.blob_size("a", DIGEST)
+    assert raised.value.status == 503
+    dead, _, _ = _client([requests.ConnectionError("refused")], attempts=1)
+    with pytest.raises(Unavailable) as raised:
+        dead.blob_size("a", DIGEST)
+    assert raised.value.status is None

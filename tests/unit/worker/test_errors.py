@@ -23,6 +23,7 @@ PERMANENT = [
     "NoSupportedWeights",
     "AmbiguousFormat",
     "InvalidWeights",
+    "UploadRejected",
 ]
 TRANSIENT = ["SourceUnavailable", "RegistryUnavailable"]
 

@@ -10,8 +10,10 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.unit.worker.oci.fakes import FakeTransport
-from worker.errors import DeliveryUnauthorized, InvalidModelDigests, RegistryUnauthorized
+from oci.errors import InvalidReference
+from oci.registry import RegistryClient, RegistrySettings
+from tests.unit.oci.fakes import FakeTransport
+from worker.errors import DeliveryUnauthorized, InvalidModelDigests
 from worker.materialize_pod import (
     PodModel,
     parse_digests,
@@ -19,9 +21,6 @@ from worker.materialize_pod import (
     read_digests,
     token_namespace,
 )
-from worker.oci.auth import BearerTokenFile
-from worker.oci.reference import InvalidReference
-from worker.oci.registry import RegistryClient, RegistrySettings
 
 D1 = "sha256:" + "a" * 64
 SUFFIX = (
@@ -135,7 +134,7 @@ def test_the_bearer_token_is_reread_for_each_request_and_sent_to_its_host_only(
         seen.append((str(request.url), request.headers.get("Authorization")))
         if "/blobs/" in str(request.url) and "elsewhere" not in str(request.url):
             return 307, {"Location": "http://elsewhere:1/blob"}, b""
-        return 200, {"Content-Length": "2"}, b"ok"
+        return 200, {"Content-Length": "2", "Docker-Content-Digest": D1}, b"ok"
 
     client = RegistryClient(
         "node:9444", insecure=True, settings=RegistrySettings(bearer_token_file=token),
@@ -149,15 +148,3 @@ def test_the_bearer_token_is_reread_for_each_request_and_sent_to_its_host_only(
         (f"http://node:9444/v2/model/a/b/blobs/{D1}", "Bearer rotated.token"),
         ("http://elsewhere:1/blob", None),
     ]
-
-
-@pytest.mark.parametrize("content", ["", "a b", "x" * (16 << 10 + 1)])
-def test_a_token_file_without_a_token_is_refused_without_its_content(
-    tmp_path: Path, content: str
-) -> None:
-    token = tmp_path / "token"
-    token.write_text(content)
-    with pytest.raises(RegistryUnauthorized) as error:
-        BearerTokenFile(token).header()
-    assert str(error.value).startswith(f"token file {token} does not hold a bearer token")
-    assert repr(BearerTokenFile(token)) == f"BearerTokenFile(path={token!r})"

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from safetensors.numpy import save
 
-from controller.workerpod import MAX_REPORT_BYTES, parse_result
+from api.protocol import MAX_REPORT_BYTES, parse_result
 from tests.unit.worker.inspect.builders import (
     INT32,
     INT64,
@@ -97,8 +97,7 @@ def test_the_result_of_a_hostile_config_fits_the_controllers_limit(tmp_path: Pat
     }
     text = json.dumps(result, sort_keys=True)
     assert len(text) <= MAX_REPORT_BYTES
-    pod = {"metadata": {"annotations": {"ai.deckhouse.io/result": text}}}
-    assert parse_result(pod).resolved.architecture is None
+    assert parse_result(text).resolved.architecture is None
 
 
 def test_hostile_names_are_dropped_with_a_note() -> None:

@@ -20,7 +20,8 @@ found the header cap enforced only once the whole header had been read (a 4 GiB 
 the parser read and keep 200 MB and more); ``ByteCursor``'s ``limit`` now holds it at every read,
 with a regression test in ``test_gguf.py``.
 
-Deterministic and quick: ``derandomize=True``, no example database, fixed example counts.
+Deterministic and quick: ``derandomize=True``, no example database, fixed example counts (a
+tenth of them in ``make unit``: ``tests/unit/fuzzing.py``).
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ from hypothesis import strategies as st
 from safetensors.numpy import save_file
 
 from tests.ground.models import RealModels
+from tests.unit.fuzzing import examples
 from tests.unit.worker.inspect.builders import safetensors_bytes
 from worker.errors import InvalidWeights, WorkerError
 from worker.inspect.gguf import (
@@ -87,9 +89,9 @@ os.environ.setdefault(
 )
 
 
-def _fuzz_settings(examples: int) -> settings:
+def _fuzz_settings(full: int) -> settings:
     return settings(
-        max_examples=examples,
+        max_examples=examples(full),
         deadline=None,
         derandomize=True,
         database=None,

@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.ground.models import locate_real_models
+from tests.unit.fuzzing import examples
 from worker.errors import InvalidWeights
 from worker.inspect import hfconfig as h
 from worker.inspect.hfconfig import Quantization
@@ -268,7 +269,7 @@ def _old_template_uses_tools(template: str) -> bool:
     return False
 
 
-@settings(max_examples=3000, derandomize=True, database=None, deadline=None)
+@settings(max_examples=examples(3000), derandomize=True, database=None, deadline=None)
 @given(
     pieces=st.lists(
         st.sampled_from(["{{", "}}", "{%", "%}", "{", "}", "%", " ", "tools", "x", "tools_", ".",

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from worker.oci.content import ChunkOpener, DigestMismatch, sha256_digest
+from oci.digest import sha256_digest
+from worker.oci.content import ChunkOpener, DigestMismatch
 from worker.oci.layout import InvalidLayout, OciLayout
 
 DATA = b"0123456789" * 1000

@@ -8,14 +8,9 @@ from typing import Any
 
 import pytest
 
+from oci.manifest import MAX_MANIFEST_BYTES
 from worker.errors import InvalidWeights, UnsupportedArtifact
-from worker.oci.manifest_reader import (
-    MAX_MANIFEST_BYTES,
-    ArtifactLayer,
-    check_relative_path,
-    json_depth,
-    read_artifact_manifest,
-)
+from worker.oci.manifest_reader import ArtifactLayer, check_relative_path, read_artifact_manifest
 
 DIGEST = "sha256:" + "ab" * 32
 
@@ -132,22 +127,6 @@ def test_non_modelpack_artifacts_are_unsupported(extra: dict[str, Any], message:
     with pytest.raises(UnsupportedArtifact) as caught:
         read_artifact_manifest(_manifest("a", **extra), "ref")
     assert caught.value.message == message
-
-
-@pytest.mark.parametrize(
-    ("text", "depth"),
-    [
-        (b"{}", 1),
-        (b'{"a":[{"b":"[[[{{{"}]}', 3),
-        (rb'["\\", "\\\"[[[", [[1]]]', 3),
-        (b"[" * 5000 + b"]" * 5000, 5000),
-        (b"1", 0),
-    ],
-)
-def test_json_depth_ignores_brackets_inside_strings(text: bytes, depth: int) -> None:
-    assert json_depth(text) == depth
-    if depth < 100:  # each sample is valid JSON (the depth is exact only for valid JSON)
-        json.loads(text)
 
 
 def test_a_deeply_nested_manifest_is_refused_before_parsing() -> None:

@@ -11,13 +11,13 @@ import jsonschema
 import pytest
 
 from api.model import ResolvedMetadata
-from worker.oci.content import sha256_digest
+from api.protocol import MANIFEST_RESOLVED_ANNOTATION
+from oci.digest import sha256_digest
 from worker.oci.modelpack import (
     ARTIFACT_TYPE,
     CONFIG_MEDIA_TYPE,
     LAYER_MEDIA_TYPES,
     MANIFEST_MEDIA_TYPE,
-    RESOLVED_ANNOTATION,
     Layer,
     build_config,
     build_manifest,
@@ -107,7 +107,7 @@ def test_manifest_shape() -> None:
         {"org.cncf.model.filepath": path, "org.opencontainers.image.title": path}
         for path in ("model.safetensors", "config.json", "README.md")
     ]
-    assert json.loads(document["annotations"][RESOLVED_ANNOTATION]) == RESOLVED.to_wire()
+    assert json.loads(document["annotations"][MANIFEST_RESOLVED_ANNOTATION]) == RESOLVED.to_wire()
     assert document["annotations"]["org.opencontainers.image.revision"] == PLAN.revision
 
 

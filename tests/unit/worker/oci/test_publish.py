@@ -15,14 +15,14 @@ from typing import Any
 import pytest
 
 from api.model import ResolvedMetadata
-from tests.unit.worker.oci.fakes import FakeClock, FakeTransport, MemoryRegistry
+from oci.reference import Reference
+from oci.registry import RegistryClient
+from tests.unit.oci.fakes import FakeClock, FakeTransport, MemoryRegistry
 from worker.errors import InvalidWeights, RegistryUnavailable, SourceUnavailable
 from worker.inspect.reader import ByteSource
 from worker.oci.layout import OciLayout
 from worker.oci.modelpack import ARTIFACT_TYPE
 from worker.oci.publish import PublishedArtifact, publish
-from worker.oci.reference import Reference
-from worker.oci.registry import RegistryClient
 from worker.oci.target import ArtifactTarget, LayoutTarget, RegistryTarget
 from worker.plan import PlannedFile, SourcePlan
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from worker.oci.reference import InvalidReference
+from oci.errors import InvalidReference
 from worker.oci.target import (
     MAX_MOUNT_CANDIDATES,
     MOUNT_FROM_ENV,

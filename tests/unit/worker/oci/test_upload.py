@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.unit.worker.oci.fakes import Answer, FakeClock, FakeTransport, MemoryRegistry, error_body
-from worker.oci.content import DigestMismatch, rechunk, sha256_digest
-from worker.oci.registry import RegistryClient, RegistrySettings
+from oci.digest import sha256_digest
+from oci.registry import RegistryClient, RegistrySettings
+from tests.unit.oci.fakes import Answer, FakeClock, FakeTransport, MemoryRegistry, error_body
+from worker.oci.content import DigestMismatch, rechunk
 from worker.oci.upload import BlobUpload, UploadSessions
 
 DATA = bytes(range(256)) * 40  # 10240 bytes

@@ -229,3 +229,23 @@ def test_network_failures_are_transient() -> None:
 
     with pytest.raises(SourceUnavailable, match="cannot reach the Hub: connection refused"):
         list(_client(refused).stream("org/repo", SHA, "m"))
+
+
+def test_a_file_url_encodes_the_path_but_its_slashes() -> None:
+    # What huggingface_hub's hf_hub_url gives for the same arguments (checked when it was dropped).
+    client = _client(lambda request: httpx2.Response(200))
+    assert client.file_url("org/repo", SHA, "d/x y#?%.bin") == (
+        f"{ENDPOINT}/org/repo/resolve/{SHA}/d/x%20y%23%3F%25.bin"
+    )
+
+
+def test_the_headers_name_the_client_and_carry_only_the_given_token() -> None:
+    seen: list[httpx2.Headers] = []
+
+    def handler(request: httpx2.Request) -> httpx2.Response:
+        seen.append(request.headers)
+        return httpx2.Response(200, json={"sha": SHA})
+
+    _client(handler, token="hf_given").revision("org/repo", None)
+    assert re.fullmatch(r"ai-models/\S+; python/3\.\d+\.\d+", seen[0]["User-Agent"])
+    assert (seen[0]["Authorization"], seen[0]["Accept-Encoding"]) == ("Bearer hf_given", "identity")

@@ -1,27 +1,22 @@
-"""Ollama manifests to plans, and registry answers to errors, without a registry."""
+"""Ollama manifests to plans, without a registry (the client's answers: test_ollama_client)."""
 
 from __future__ import annotations
 
 import hashlib
-import io
 import json
-import re
 
 import pytest
-import requests
 
 from worker.errors import (
     AmbiguousFormat,
-    InvalidSource,
     NoSupportedWeights,
     RevisionNotFound,
     SourceNotFound,
-    SourceUnauthorized,
     SourceUnavailable,
     WorkerError,
 )
 from worker.sources.ollama import OllamaSource
-from worker.sources.ollama_client import RegistryManifest, raise_for_registry_error
+from worker.sources.ollama_client import RegistryManifest
 from worker.sources.spec import OllamaSpec
 
 OLLAMA = "application/vnd.ollama.image"
@@ -135,41 +130,3 @@ def test_a_missing_manifest_names_the_existing_tags() -> None:
     registry.tag_list = None
     with pytest.raises(SourceNotFound):
         _source(registry).plan()
-
-
-def _registry_response(status: int, body: object) -> requests.Response:
-    response = requests.Response()
-    response.status_code = status
-    response.raw = io.BytesIO(json.dumps(body).encode())
-    response.url = "http://registry.test/v2/library/m/manifests/1b"
-    return response
-
-
-def _errors(*codes: str) -> dict[str, object]:
-    return {"errors": [{"code": code, "message": code.lower()} for code in codes]}
-
-
-@pytest.mark.parametrize(
-    ("status", "body", "error"),
-    [
-        (401, _errors("UNAUTHORIZED"), SourceUnauthorized),
-        (403, {}, SourceUnauthorized),
-        (404, _errors("NAME_UNKNOWN"), SourceNotFound),
-        (404, _errors("MANIFEST_UNKNOWN"), SourceNotFound),
-        (404, _errors("BLOB_UNKNOWN"), SourceNotFound),
-        (404, "not json", SourceNotFound),
-        (400, _errors("TAG_INVALID"), InvalidSource),
-        (429, _errors("TOOMANYREQUESTS"), SourceUnavailable),
-        (500, _errors("UNKNOWN"), SourceUnavailable),
-        (503, {}, SourceUnavailable),
-    ],
-)
-def test_registry_error_table(status: int, body: object, error: type[WorkerError]) -> None:
-    with pytest.raises(error) as caught:
-        raise_for_registry_error(_registry_response(status, body), "library/m:1b")
-    assert isinstance(caught.value.__cause__, requests.HTTPError)
-    assert re.match(r"^library/m:1b: ", caught.value.message)
-
-
-def test_success_raises_nothing() -> None:
-    raise_for_registry_error(_registry_response(200, {}), "library/m:1b")
