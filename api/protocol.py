@@ -122,6 +122,10 @@ ENV_AI_MODELS_TRANSFER_CONCURRENCY: Final = "AI_MODELS_TRANSFER_CONCURRENCY"
 ENV_AI_MODELS_LOG_FORMAT: Final = "AI_MODELS_LOG_FORMAT"
 ENV_AI_MODELS_MOUNT_FROM: Final = "AI_MODELS_MOUNT_FROM"
 """Comma-separated repositories of the same registry that may hold the source's blobs."""
+ENV_AI_MODELS_CATALOG_GRANT_FILE: Final = "AI_MODELS_CATALOG_GRANT_FILE"
+"""A catalog import: the mounted grant file (``api.catalog_import.GrantFile``)."""
+ENV_AI_MODELS_UPLOAD_MAX_EXPANDED_BYTES: Final = "AI_MODELS_UPLOAD_MAX_EXPANDED_BYTES"
+"""An upload: the most bytes its archive may unpack to (4 times the session's size limit)."""
 
 JOB_ENV: Final = frozenset(
     {
@@ -141,6 +145,8 @@ JOB_ENV: Final = frozenset(
         ENV_AI_MODELS_TRANSFER_CONCURRENCY,
         ENV_AI_MODELS_LOG_FORMAT,
         ENV_AI_MODELS_MOUNT_FROM,
+        ENV_AI_MODELS_UPLOAD_MAX_EXPANDED_BYTES,
+        ENV_AI_MODELS_CATALOG_GRANT_FILE,
     }
 )
 """Every variable the Job may set (some only when the configuration asks for them)."""

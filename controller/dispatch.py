@@ -104,6 +104,8 @@ class JobSource:
     mount_from: tuple[str, ...]
     description: str
     """For the ``PreparationStarted`` Event."""
+    max_expanded_bytes: int | None = None
+    """An upload: the most bytes its archive may unpack to."""
 
 
 @dataclass(frozen=True)
@@ -344,6 +346,7 @@ class Dispatcher:
             token_secret=token_secret,
             owner_reference=self._owner_reference(key, obj),
             mount_from=source.mount_from,
+            max_expanded_bytes=source.max_expanded_bytes,
         )
 
     def _submit(self, key: ObjectKey, manifest: JSON, name: str, token_secret: str | None) -> JSON:

@@ -51,6 +51,8 @@ class JobRequest:
     token_secret: str | None = None
     owner_reference: dict[str, Any] | None = None
     mount_from: tuple[str, ...] = ()
+    max_expanded_bytes: int | None = None
+    """An upload: the most bytes its archive may unpack to (the worker's unpacker bound)."""
     """Repositories of the registry that may hold this source's blobs (``mountfrom.py``)."""
 
 
@@ -108,6 +110,9 @@ def _env(request: JobRequest, config: Config) -> list[dict[str, Any]]:
     if request.mount_from:
         mount_from = ",".join(request.mount_from)
         env.append({"name": protocol.ENV_AI_MODELS_MOUNT_FROM, "value": mount_from})
+    if request.max_expanded_bytes is not None:
+        limit = str(request.max_expanded_bytes)
+        env.append({"name": protocol.ENV_AI_MODELS_UPLOAD_MAX_EXPANDED_BYTES, "value": limit})
     if request.token_secret:
         token = f"{SECRETS_ROOT}/source-token/token"
         env.append({"name": protocol.ENV_HF_TOKEN_PATH, "value": token})

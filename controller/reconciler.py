@@ -48,6 +48,8 @@ BLOCKED_RECHECK_FIRST_SECONDS = 2.0
 BLOCKED_RECHECK_SECONDS = 30.0
 MAX_MESSAGE = 1024  # of a render failure's detail in the condition message
 QUEUED_RECHECK_SECONDS = 300.0  # slots freeing wake queued objects at once (manager)
+# An uploaded archive may unpack to at most this many times the session's size limit.
+EXPANSION_FACTOR = 4
 
 
 def now_rfc3339() -> str:
@@ -247,6 +249,7 @@ class Reconciler:
                 ),
                 (repository,),
                 f"the upload {committed.filename} ({committed.digest})",
+                EXPANSION_FACTOR * self._config.upload.size_limit_bytes,
             )
             return self._start(key, obj, retry, source)
         now = parse_rfc3339(self._now())

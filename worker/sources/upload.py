@@ -31,7 +31,7 @@ from typing import Any
 
 import structlog
 
-from api.protocol import ENV_AI_MODELS_WORKSPACE
+from api.protocol import ENV_AI_MODELS_UPLOAD_MAX_EXPANDED_BYTES, ENV_AI_MODELS_WORKSPACE
 from oci.digest import hex_of
 from oci.reference import Reference
 from oci.registry import RegistryClient
@@ -47,7 +47,7 @@ from worker.sources.local import LocalSource
 from worker.sources.ranged import RangedByteSource
 from worker.sources.spec import LocalSpec, UploadSpec
 
-MAX_EXPANDED_ENV = "AI_MODELS_UPLOAD_MAX_EXPANDED_BYTES"
+MAX_EXPANDED_ENV = ENV_AI_MODELS_UPLOAD_MAX_EXPANDED_BYTES
 """All members of an uploaded archive together may unpack to at most this many bytes."""
 _SINGLE_FORMATS: dict[str, WeightFormat] = {"gguf": "GGUF", "safetensors": "Safetensors"}
 _SUFFIXES = (".tar.gz", ".tar.zst", ".tgz", ".tar", ".zip")

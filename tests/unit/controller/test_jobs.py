@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 from pathlib import Path
@@ -180,10 +181,13 @@ def test_every_variable_of_the_job_is_one_the_protocol_names() -> None:
         {**PLACEMENT, "registry": {**PLACEMENT["registry"], "insecure": True}}
     )
     req, _ = CASES["model-private-placement"]
+    req = dataclasses.replace(req, max_expanded_bytes=800 << 30)
     env = build_job(req, everything)["spec"]["template"]["spec"]["containers"][0]["env"]
     names = [e["name"] for e in env]
     assert len(names) == len(set(names))
     assert set(names) == protocol.JOB_ENV
+    values = {e["name"]: e.get("value") for e in env}
+    assert values[protocol.ENV_AI_MODELS_UPLOAD_MAX_EXPANDED_BYTES] == "858993459200"
     defaults = build_job(request(), Config())["spec"]["template"]["spec"]["containers"][0]["env"]
     assert {e["name"] for e in defaults} < protocol.JOB_ENV
 

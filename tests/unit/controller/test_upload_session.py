@@ -416,6 +416,8 @@ def test_a_committed_upload_becomes_the_jobs_source_mounted_from_staging() -> No
     assert upload.parse_worker_source(source).filename == "my model.tar.gz"
     env = {e["name"]: e.get("value") for e in container["env"]}
     assert env["AI_MODELS_MOUNT_FROM"] == STAGING
+    # The default size limit (200 GiB) times 4: the unpacker's bound on what the archive expands to.
+    assert env["AI_MODELS_UPLOAD_MAX_EXPANDED_BYTES"] == str(800 << 30)
     status = rig.obj()["status"]
     assert status["phase"] == "Publishing"
     assert status["upload"]["secretName"] == SESSION
