@@ -1,5 +1,6 @@
 """What a reconcile observes: the informer caches of Models, ClusterModels, worker Jobs and pods,
-and the upload session records (Secrets of the system namespace, docs/upload.md).
+the upload session records (Secrets of the system namespace, docs/upload.md) and the
+ModelCatalogSources (docs/catalog.md; their entries live in ``controller.catalogs``).
 
 ``Caches`` is the read-only interface the reconciler, the dispatcher and the finalizer depend
 on; ``InformerCaches`` implements it over any ``Store`` (the informers in the controller, views
@@ -40,6 +41,11 @@ class Caches(Protocol):
     @property
     def upload_records(self) -> Store: ...
 
+    @property
+    def catalog_sources(self) -> Store:
+        """ModelCatalogSources (cluster-scoped: keys ``/name``)."""
+        ...
+
     def object(self, key: ObjectKey) -> JSON | None:
         """The Model or ClusterModel of ``key``; ``None`` when it is gone."""
         ...
@@ -65,6 +71,7 @@ class InformerCaches(Generic[S]):
     jobs: S
     pods: S
     upload_records: S
+    catalog_sources: S
 
     def object(self, key: ObjectKey) -> JSON | None:
         store = self.models if key.kind == "Model" else self.cluster_models

@@ -8,6 +8,7 @@ has a safe default, so an empty file is a working development configuration.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -150,9 +151,36 @@ class UploadConfig(_Section):
     ``UploadGatewayNotConfigured``."""
 
 
+MIN_REFRESH_SECONDS = 30.0
+MAX_REFRESH_SECONDS = 7 * 86_400.0
+_DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_duration(text: str) -> float:
+    """Seconds of a Go-style duration (``30s``, ``10m``, ``1h30m``, ``1.5h``) between 30 s and
+    7 days; ``ValueError`` naming the rule otherwise."""
+    parts = _DURATION_PART.findall(text)
+    if not text or "".join(n + u for n, u in parts) != text:
+        raise ValueError(f"{text!r} is not a duration such as 30s, 10m or 1h")
+    seconds = sum(float(n) * _UNIT_SECONDS[u] for n, u in parts)
+    if not MIN_REFRESH_SECONDS <= seconds <= MAX_REFRESH_SECONDS:
+        raise ValueError(f"{text!r} is outside 30s..168h")
+    return seconds
+
+
+def _refresh_interval(value: str) -> str:
+    parse_duration(value)
+    return value
+
+
 class CatalogConfig(_Section):
+    """ModelCatalogSources (docs/catalog.md)."""
+
     secrets_namespace: DnsSubdomainName = "d8-system"
-    default_refresh_interval_seconds: Annotated[int, Field(ge=30)] = 900
+    """Where credentialsSecretName and caSecretName are read (``get`` only)."""
+    default_refresh_interval: Annotated[str, AfterValidator(_refresh_interval)] = "10m"
+    """A source's refreshInterval when it sets none."""
 
 
 DEFAULT_MATERIALIZE_RESOURCES: Resources = {

@@ -19,7 +19,7 @@ import binascii
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import structlog
@@ -61,7 +61,14 @@ def _retry(obj: JSON) -> str:
 
 # Objects that wait for the user (a missing Secret) hold no place in the slot queue: they would
 # block everyone behind them. They are rechecked on their own and queue again once unblocked.
-USER_BLOCKED_REASONS = frozenset({"AuthSecretNotFound", "AuthSecretInvalid", "AuthSecretForbidden"})
+USER_BLOCKED_REASONS = frozenset(
+    {"AuthSecretNotFound", "AuthSecretInvalid", "AuthSecretForbidden",
+     # A catalog import that does not resolve (yet) or got no grant: rechecked on its own.
+     "CatalogSourceNotReady", "CatalogSourceAmbiguous", "CatalogEntryNotFound",
+     "CatalogVersionAmbiguous", "CatalogUnauthorized", "CatalogUnreachable", "CatalogTLSError",
+     "CatalogMalformed", "CatalogDigestMismatch", "CredentialsSecretNotFound",
+     "CredentialsSecretInvalid", "CASecretInvalid", "InvalidCatalogURL"}
+)  # fmt: skip
 
 
 def needs_slot(obj: JSON) -> bool:
@@ -73,7 +80,7 @@ def needs_slot(obj: JSON) -> bool:
         return False
     if "upload" in source:
         return st.get("phase") == "Pending" and ready_condition(obj).get("reason") == "Queued"
-    if "url" not in source:
+    if "url" not in source and "catalog" not in source:
         return False
     if st.get("phase") == "Pending" and ready_condition(obj).get("reason") in USER_BLOCKED_REASONS:
         return False
@@ -81,6 +88,11 @@ def needs_slot(obj: JSON) -> bool:
     return st.get("phase") != "Ready" and not (
         st.get("phase") == "Failed" and attempted == _retry(obj)
     )
+
+
+def grant_secret_name(job: str) -> str:
+    """The per-Job Secret holding a catalog import's grant file (and the catalog's CA)."""
+    return f"{job}-catalog-grant"
 
 
 def _order(kind: str, obj: JSON) -> tuple[str, ...]:
@@ -96,8 +108,19 @@ def queue_place(position: int, running: int, limit: int) -> int:
 
 
 @dataclass(frozen=True)
+class GrantedSource:
+    """A catalog import's grant, asked once the Job has its slot."""
+
+    url: str
+    """The worker's source argument (``api.catalog_import.catalog_worker_source``)."""
+    secret_data: dict[str, str] = field(repr=False)
+    """The per-Job grant Secret's data (base64), mounted for the worker."""
+
+
+@dataclass(frozen=True)
 class JobSource:
-    """What a Job prepares when it is not ``spec.source.url``: a committed upload."""
+    """What a Job prepares when it is not ``spec.source.url``: a committed upload, or a
+    catalog entry (``grant``)."""
 
     url: str
     """The worker's source argument (``api.upload.worker_source``)."""
@@ -106,6 +129,9 @@ class JobSource:
     """For the ``PreparationStarted`` Event."""
     max_expanded_bytes: int | None = None
     """An upload: the most bytes its archive may unpack to."""
+    grant: Callable[[], GrantedSource] | None = None
+    """A catalog import: asks the grant (its ``url`` replaces ``url``); raises the catalog's
+    errors (``CatalogError``), which leave nothing behind."""
 
 
 @dataclass(frozen=True)
@@ -238,18 +264,16 @@ class Dispatcher:
             raise AuthSecretInvalid(f"Secret {where} has no non-empty key `token`")
         return token
 
-    def _write_token(self, key: ObjectKey, obj: JSON, name: str, token: str) -> None:
+    def _write_secret(self, key: ObjectKey, obj: JSON, name: str, data: dict[str, str]) -> None:
         body = {
             "metadata": {"name": name, "labels": self._labels(key, obj)},
             "type": "Opaque",
-            "data": {"token": token},
+            "data": data,
         }
         try:
             self._kube.create(SECRETS, body, self._config.system_namespace)
         except Conflict:
-            self._kube.merge_patch(
-                SECRETS, name, {"data": {"token": token}}, self._config.system_namespace
-            )
+            self._kube.merge_patch(SECRETS, name, {"data": data}, self._config.system_namespace)
 
     def _labels(self, key: ObjectKey, obj: JSON) -> dict[str, str]:
         return {
@@ -286,17 +310,24 @@ class Dispatcher:
         (``JobRenderFailed``) leaves no token Secret behind; nor does a Job the API server
         refuses to create."""
         name = naming.job_name(obj["metadata"]["uid"], retry)
-        token_secret: str | None = None
+        secrets: dict[str, dict[str, str]] = {}
         created = False
         try:
             token = self._read_token(key, obj)
             token_secret = naming.token_secret_name(name) if token else None
-            request = self._request(key, obj, retry, token_secret, source)
+            if token_secret and token:
+                secrets[token_secret] = {"token": token}
+            grant_secret = None
+            if source is not None and source.grant is not None:
+                granted = source.grant()
+                source, grant_secret = replace(source, url=granted.url), grant_secret_name(name)
+                secrets[grant_secret] = granted.secret_data
+            request = self._request(key, obj, retry, (token_secret, grant_secret), source)
             manifest = self._build(request, self._config)
             obj = self.record_attempt(key, obj, retry)
-            if token_secret and token:
-                self._write_token(key, obj, token_secret, token)
-            job = self._submit(key, manifest, name, token_secret)
+            for secret, data in secrets.items():
+                self._write_secret(key, obj, secret, data)
+            job = self._submit(key, manifest, name, tuple(secrets))
             created = True
         finally:
             with self._lock:
@@ -304,12 +335,12 @@ class Dispatcher:
                 if created:
                     self._created[name] = self._monotonic()
                 self._version += 1
-        if token_secret and job:
+        for secret in secrets if job else ():
             uid = job["metadata"]["uid"]
             owner = {"apiVersion": "batch/v1", "kind": "Job", "name": name, "uid": uid}
             self._kube.merge_patch(
                 SECRETS,
-                token_secret,
+                secret,
                 {"metadata": {"ownerReferences": [owner]}},
                 self._config.system_namespace,
             )
@@ -320,9 +351,10 @@ class Dispatcher:
         key: ObjectKey,
         obj: JSON,
         retry: str,
-        token_secret: str | None,
+        secrets: tuple[str | None, str | None],
         source: JobSource | None,
     ) -> JobRequest:
+        """``secrets``: the names of the token Secret and the grant Secret, when written."""
         meta, registry = obj["metadata"], self._config.registry
         if source is None:
             url = obj["spec"]["source"]["url"]
@@ -343,13 +375,14 @@ class Dispatcher:
             retry=retry,
             source_url=source.url,
             destination=naming.artifact_reference(registry.host, registry.prefix, key, meta["uid"]),
-            token_secret=token_secret,
+            token_secret=secrets[0],
+            grant_secret=secrets[1],
             owner_reference=self._owner_reference(key, obj),
             mount_from=source.mount_from,
             max_expanded_bytes=source.max_expanded_bytes,
         )
 
-    def _submit(self, key: ObjectKey, manifest: JSON, name: str, token_secret: str | None) -> JSON:
+    def _submit(self, key: ObjectKey, manifest: JSON, name: str, secrets: tuple[str, ...]) -> JSON:
         """Creates the Job; adopts it when it exists already (409). Returns it (empty when it
         vanished right after the 409)."""
         system = self._config.system_namespace
@@ -361,8 +394,8 @@ class Dispatcher:
         except ApiUnavailable:
             raise  # the Job may exist after all: the retry adopts it and needs the Secret
         except KubeError as error:
-            if token_secret:
-                self._kube.delete(SECRETS, token_secret, system)
+            for secret in secrets:
+                self._kube.delete(SECRETS, secret, system)
             if error.status in (400, 422):  # the API server found the rendered Job invalid
                 raise JobRenderFailed(f"the API server rejected the Job: {error}") from error
             raise

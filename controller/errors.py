@@ -11,12 +11,31 @@
     ├── RegistryError                the OCI registry refused or could not be reached
     ├── JobRenderFailed              the attempt's Job could not be built, or the API server
     │                                rejected it as invalid: terminal for this attempt (reason)
-    └── PreparationBlocked           the object cannot get a Job yet for a reason the user can
-                                     fix (reason is the Ready condition's reason)
-        ├── AuthSecretNotFound       authSecretRef names a Secret that does not exist
-        ├── AuthSecretInvalid        the Secret has no non-empty ``token`` key
-        └── AuthSecretForbidden      the controller may not read it (its namespace is not in
-                                     the chart's controller.authSecretNamespaces)
+    ├── PreparationBlocked           the object cannot get a Job yet for a reason the user can
+    │   │                            fix (reason is the Ready condition's reason)
+    │   ├── AuthSecretNotFound       authSecretRef names a Secret that does not exist
+    │   ├── AuthSecretInvalid        the Secret has no non-empty ``token`` key
+    │   └── AuthSecretForbidden      the controller may not read it (its namespace is not in
+    │                                the chart's controller.authSecretNamespaces)
+    └── CatalogError                 a ModelCatalogSource cannot be refreshed, or a catalog
+        │                            answered a grant with a refusal (``reason`` is the
+        │                            condition reason; docs/catalog.md)
+        ├── CatalogSourceInvalid     the source's own spec or Secrets: fixed by the user,
+        │   │                        rechecked on a change or on the failure backoff
+        │   ├── InvalidCatalogURL          not https, or with userinfo, query or fragment
+        │   ├── InvalidRefreshInterval     not a duration of at least 30 s
+        │   ├── CredentialsSecretNotFound  credentialsSecretName names no Secret
+        │   ├── CredentialsSecretInvalid   no usable ``token`` key
+        │   └── CASecretInvalid            missing, or ``ca.crt`` is not PEM certificates
+        ├── CatalogUnreachable       connection, timeout, 5xx: transient
+        │   └── CatalogBusy          429/503 with ``Retry-After`` (``retry_after`` seconds)
+        ├── CatalogUnauthorized      401/403: the token is refused
+        ├── CatalogTLSError          the certificate does not verify against the CA
+        ├── CatalogMalformed         not a protocol v1 answer: bad JSON or schema, too large,
+        │                            duplicate entries, a redirect (refused: the token stays
+        │                            with the catalog's host)
+        ├── CatalogEntryNotFound     a grant for an entry the catalog no longer has (404)
+        └── CatalogDigestMismatch    a grant for a digest that is not the entry's (409)
 
 ``ConfigError`` (invalid configuration, fatal at start) lives in ``controller.config``.
 """
@@ -129,3 +148,68 @@ class AuthSecretInvalid(PreparationBlocked):
 
 class AuthSecretForbidden(PreparationBlocked):
     reason = "AuthSecretForbidden"
+
+
+class CatalogError(ControllerError):
+    """A catalog source failed; ``reason`` is the ModelCatalogSource's Ready reason. Messages
+    never carry the token or the CA (they name the source, the URL and the status)."""
+
+    reason: ClassVar[str] = "CatalogError"
+    code: str = ""
+    """The catalog's own error code (``ErrorBody.code``) when it sent one."""
+
+
+class CatalogSourceInvalid(CatalogError):  # noqa: N818 - the condition reason
+    reason = "CatalogSourceInvalid"
+
+
+class InvalidCatalogURL(CatalogSourceInvalid):
+    reason = "InvalidCatalogURL"
+
+
+class InvalidRefreshInterval(CatalogSourceInvalid):
+    reason = "InvalidRefreshInterval"
+
+
+class CredentialsSecretNotFound(CatalogSourceInvalid):
+    reason = "CredentialsSecretNotFound"
+
+
+class CredentialsSecretInvalid(CatalogSourceInvalid):
+    reason = "CredentialsSecretInvalid"
+
+
+class CASecretInvalid(CatalogSourceInvalid):
+    reason = "CASecretInvalid"
+
+
+class CatalogUnreachable(CatalogError):  # noqa: N818 - the condition reason
+    reason = "CatalogUnreachable"
+
+
+class CatalogBusy(CatalogUnreachable):
+    """429 or 503: the catalog asks to come back after ``retry_after`` seconds."""
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class CatalogUnauthorized(CatalogError):  # noqa: N818 - the condition reason
+    reason = "CatalogUnauthorized"
+
+
+class CatalogTLSError(CatalogError):
+    reason = "CatalogTLSError"
+
+
+class CatalogMalformed(CatalogError):  # noqa: N818 - the condition reason
+    reason = "CatalogMalformed"
+
+
+class CatalogEntryNotFound(CatalogError):  # noqa: N818 - the condition reason
+    reason = "CatalogEntryNotFound"
+
+
+class CatalogDigestMismatch(CatalogError):  # noqa: N818 - the condition reason
+    reason = "CatalogDigestMismatch"

@@ -24,6 +24,7 @@ import jinja2
 import yaml
 
 from api import protocol
+from api.catalog_import import GRANT_KEY
 from controller.config import Config
 from controller.errors import JobRenderFailed
 
@@ -53,6 +54,8 @@ class JobRequest:
     mount_from: tuple[str, ...] = ()
     max_expanded_bytes: int | None = None
     """An upload: the most bytes its archive may unpack to (the worker's unpacker bound)."""
+    grant_secret: str | None = None
+    """A catalog import: the per-Job Secret with the grant file (and the catalog's CA)."""
     """Repositories of the registry that may hold this source's blobs (``mountfrom.py``)."""
 
 
@@ -116,6 +119,9 @@ def _env(request: JobRequest, config: Config) -> list[dict[str, Any]]:
     if request.token_secret:
         token = f"{SECRETS_ROOT}/source-token/token"
         env.append({"name": protocol.ENV_HF_TOKEN_PATH, "value": token})
+    if request.grant_secret:
+        grant = f"{SECRETS_ROOT}/catalog-grant/{GRANT_KEY}"
+        env.append({"name": protocol.ENV_AI_MODELS_CATALOG_GRANT_FILE, "value": grant})
     if config.registry.auth_secret_name:
         docker_config = f"{SECRETS_ROOT}/registry-auth"
         env.append({"name": protocol.ENV_DOCKER_CONFIG, "value": docker_config})
@@ -146,6 +152,10 @@ def _volumes(request: JobRequest, config: Config) -> tuple[list[Any], list[Any]]
         if secret:
             volumes.append(_secret_volume(name, secret, key, path))
             mounts.append(_mount(name, f"{SECRETS_ROOT}/{name}"))
+    if request.grant_secret:  # the whole Secret: the grant file and, when there is one, the CA
+        grant = {"secretName": request.grant_secret, "defaultMode": SECRET_FILE_MODE}
+        volumes.append({"name": "catalog-grant", "secret": grant})
+        mounts.append(_mount("catalog-grant", f"{SECRETS_ROOT}/catalog-grant"))
     return volumes, mounts
 
 

@@ -51,6 +51,9 @@ class Resource:
 
 MODELS = Resource("ai.deckhouse.io", "v1alpha1", "models", "Model", True)
 CLUSTER_MODELS = Resource("ai.deckhouse.io", "v1alpha1", "clustermodels", "ClusterModel", False)
+MODEL_CATALOG_SOURCES = Resource(
+    "ai.deckhouse.io", "v1alpha1", "modelcatalogsources", "ModelCatalogSource", False
+)
 JOBS = Resource("batch", "v1", "jobs", "Job", True)
 PODS = Resource("", "v1", "pods", "Pod", True)
 SECRETS = Resource("", "v1", "secrets", "Secret", True)

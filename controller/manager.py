@@ -14,6 +14,10 @@ the queue does next (docs/controller.md, "Errors and logs"):
 
 Every line logged during one reconcile carries ``key`` and ``reconcile_id`` (structlog
 contextvars, bound in the worker thread for the reconcile's duration).
+
+One queue holds the keys of Models and ClusterModels (``ObjectKey``) and of ModelCatalogSources
+(``SourceKey``); ``Manager.reconcile`` routes each to its reconciler. A change of a source's
+catalog (``CatalogStore``) wakes the catalog Models that may resolve against it.
 """
 
 from __future__ import annotations
@@ -22,14 +26,17 @@ import secrets
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Hashable
+from typing import Any, Generic, Protocol, TypeVar
 
 import structlog
 
 from api import upload
 from controller import naming
 from controller.caches import InformerCaches
+from controller.catalog_import import CatalogImports
+from controller.catalog_reconciler import CatalogReconciler, SourceKey
+from controller.catalogs import CatalogStore
 from controller.config import Config
 from controller.dispatch import Dispatcher, is_finished
 from controller.errors import Conflict, ControllerError, Forbidden, NotFound
@@ -37,7 +44,15 @@ from controller.events import EventRecorder
 from controller.finalizer import Finalizer
 from controller.gates import GateController, informer_lookup
 from controller.informer import Informer
-from controller.kube import CLUSTER_MODELS, JOBS, MODELS, PODS, SECRETS, KubeClient
+from controller.kube import (
+    CLUSTER_MODELS,
+    JOBS,
+    MODEL_CATALOG_SOURCES,
+    MODELS,
+    PODS,
+    SECRETS,
+    KubeClient,
+)
 from controller.leader import LeaderElector
 from controller.metrics import Metrics
 from controller.naming import Kind, ObjectKey
@@ -51,16 +66,25 @@ log = structlog.get_logger("manager")
 WORKER_SELECTOR = f"{naming.LABEL_APP}={naming.WORKER_APP}"
 CONFLICT_REQUEUE_SECONDS = 0.2  # a newer version exists: read it and decide again, soon
 RECONCILE_ID_BYTES = 4
+QueueKey = ObjectKey | SourceKey
 
 
-class KeyWorker:
+class _Keyed(Hashable, Protocol):
+    @property
+    def kind(self) -> str: ...
+
+
+K = TypeVar("K", bound=_Keyed)
+
+
+class KeyWorker(Generic[K]):
     """Takes keys from the queue until it shuts down; one reconcile per key (the queue never
     hands one key to two workers), its outcome mapped to the queue's next step (module doc)."""
 
     def __init__(
         self,
-        queue: WorkQueue[ObjectKey],
-        reconcile: Callable[[ObjectKey], float | None],
+        queue: WorkQueue[K],
+        reconcile: Callable[[K], float | None],
         metrics: Metrics,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -78,7 +102,7 @@ class KeyWorker:
             if key is not None:
                 self.process(key)
 
-    def process(self, key: ObjectKey) -> None:
+    def process(self, key: K) -> None:
         started = self._clock()
         reconcile_id = secrets.token_hex(RECONCILE_ID_BYTES)
         with structlog.contextvars.bound_contextvars(key=str(key), reconcile_id=reconcile_id):
@@ -89,7 +113,7 @@ class KeyWorker:
         self._metrics.reconciles.labels(key.kind, result).inc()
         self._metrics.duration.labels(key.kind).observe(self._clock() - started)
 
-    def _run(self, key: ObjectKey) -> str:
+    def _run(self, key: K) -> str:
         """Reconciles and schedules what comes next; returns the metric's ``result`` label."""
         try:
             after = self._reconcile(key)
@@ -143,7 +167,7 @@ class Manager:
         self.stop = threading.Event()
         self.metrics = metrics or Metrics()
         settings = config.controller
-        self.queue: WorkQueue[ObjectKey] = WorkQueue(
+        self.queue: WorkQueue[QueueKey] = WorkQueue(
             settings.retry_base_seconds, settings.retry_max_seconds
         )
         self._uids: dict[str, ObjectKey] = {}
@@ -179,6 +203,9 @@ class Manager:
                 label_selector=upload.LABEL_UPLOAD_SESSION,
                 stop=self.stop,
             ),
+            catalog_sources=Informer(
+                kube, MODEL_CATALOG_SOURCES, self._on_catalog_source, stop=self.stop
+            ),
         )
         events = EventRecorder(kube)
         self.lookup = informer_lookup(self.caches.models, self.caches.cluster_models)
@@ -197,6 +224,10 @@ class Manager:
         self.dispatcher = Dispatcher(kube, self.caches, config)
         uploads = UploadSessions(kube, self.caches, config, registry)
         finalizer = Finalizer(kube, self.caches, config, registry, events, now_rfc3339, uploads)
+        self.catalogs = CatalogStore(on_change=self._wake_catalog_models)
+        imports = CatalogImports(
+            kube, self.caches.catalog_sources, self.catalogs, config.catalog.secrets_namespace
+        )
         self.reconciler = Reconciler(
             kube,
             self.caches,
@@ -206,14 +237,23 @@ class Manager:
             events,
             uploads,
             on_published=self.metrics.published_bytes.inc,
+            catalogs=imports,
         )
         self.elector = (
             LeaderElector(kube, system, identity, settings.leader_election)
             if settings.leader_election.enabled
             else None
         )
-        self.worker = KeyWorker(self.queue, self.reconciler.reconcile, self.metrics)
+        self.catalog_reconciler = CatalogReconciler(
+            kube, self.caches.catalog_sources, config.catalog, self.catalogs, events
+        )
+        self.worker: KeyWorker[QueueKey] = KeyWorker(self.queue, self.reconcile, self.metrics)
         self.metrics.add_gauges(lambda: len(self.queue), self.dispatcher.running, self._phases)
+
+    def reconcile(self, key: QueueKey) -> float | None:
+        if isinstance(key, SourceKey):
+            return self.catalog_reconciler.reconcile(key)
+        return self.reconciler.reconcile(key)
 
     # ---- event handlers: map to keys, nothing else --------------------------------------------
 
@@ -252,6 +292,22 @@ class Manager:
         if key is not None:
             self.queue.add(key)
 
+    def _on_catalog_source(self, event: str, obj: JSON) -> None:
+        self.queue.add(SourceKey(obj["metadata"]["name"]))
+
+    def _wake_catalog_models(self, source: str) -> None:
+        """A source's catalog changed: the Models that import from it (or from whichever
+        source is Ready) resolve again."""
+        for informer, kind in (
+            (self.caches.models, "Model"),
+            (self.caches.cluster_models, "ClusterModel"),
+        ):
+            for obj in informer.items():
+                ref = (obj.get("spec") or {}).get("source", {}).get("catalog")
+                if ref is not None and ref.get("sourceName") in (None, source):
+                    meta = obj["metadata"]
+                    self.queue.add(ObjectKey(kind, meta.get("namespace") or "", meta["name"]))  # type: ignore[arg-type]
+
     def _wake_queued(self) -> None:
         for informer, kind in (
             (self.caches.models, "Model"),
@@ -280,7 +336,8 @@ class Manager:
     def _informers(self) -> list[Informer]:
         c = self.caches
         gated = [self.gates.pods] if self.gates is not None else []
-        return [c.models, c.cluster_models, c.jobs, c.pods, c.upload_records, *gated]
+        informers = [c.models, c.cluster_models, c.jobs, c.pods, c.upload_records]
+        return [*informers, c.catalog_sources, *gated]
 
     def _shutdown_queues(self) -> None:
         self.queue.shutdown()

@@ -11,6 +11,12 @@ session is issued (``uploads.py``), the gateway's progress in the session record
 into the status, and the committed blob becomes the Job's source; Ready, Failed and deletion
 end the session.
 
+A catalog source (``spec.source.catalog``, docs/catalog.md) resolves against the catalogs in
+memory (``catalog_import``) each time it has no Job; until one entry resolves the object is
+Pending with the resolution's reason, woken when a source's catalog changes. The grant is asked
+once the Job has a slot; ``status.source`` (the source, entry, revision and remote digest) is
+frozen when the Job is created and kept until the next attempt.
+
 Workers reconcile different keys at once. Only the admission to a preparation slot is
 serialised (``Dispatcher.admit``); the API writes of a start run outside that lock.
 """
@@ -28,9 +34,11 @@ import structlog
 from api import upload
 from controller import naming, status
 from controller.caches import Caches
+from controller.catalog_import import CatalogImports, provenance
+from controller.catalogs import Entry
 from controller.config import Config
 from controller.dispatch import Dispatcher, JobSource
-from controller.errors import Conflict, JobRenderFailed, PreparationBlocked
+from controller.errors import CatalogError, Conflict, JobRenderFailed, PreparationBlocked
 from controller.events import EventRecorder
 from controller.finalizer import Finalizer
 from controller.kube import KubeApi, model_resource
@@ -73,6 +81,7 @@ class Reconciler:
         clock: Callable[[], str] = now_rfc3339,
         on_published: Callable[[int], None] = lambda size: None,
         jitter: Callable[[], float] = random.random,
+        catalogs: CatalogImports | None = None,
     ) -> None:
         self._kube = kube
         self._caches = caches
@@ -84,6 +93,7 @@ class Reconciler:
         self._now = clock
         self._on_published = on_published
         self._jitter = jitter
+        self._catalogs = catalogs
         self._rechecks: dict[ObjectKey, int] = {}
         """Rechecks in a row of an object blocked on its auth Secret (for the backoff)."""
 
@@ -98,7 +108,8 @@ class Reconciler:
         if naming.FINALIZER not in (meta.get("finalizers") or []):
             obj = self._add_finalizer(key, obj)
         source = obj["spec"]["source"]
-        kind = next((k for k in UNSUPPORTED_SOURCES if k in source), None)
+        unsupported = UNSUPPORTED_SOURCES if self._catalogs is None else ()
+        kind = next((k for k in unsupported if k in source), None)
         if kind:
             message = (
                 f"spec.source.{kind} is not handled by this controller version yet; "
@@ -122,6 +133,8 @@ class Reconciler:
                 return None  # the Job informer's event brings it back
             if "upload" in source:
                 return self._upload(key, obj, retry)
+            if "catalog" in source:
+                return self._catalog(key, obj, retry)
             return self._start(key, obj, retry)
         self._rechecks.pop(key, None)
         return self._mirror(key, obj, job)
@@ -169,8 +182,14 @@ class Reconciler:
     # ---- start: a slot, a Job ------------------------------------------------------------------
 
     def _start(
-        self, key: ObjectKey, obj: JSON, retry: str, source: JobSource | None = None
+        self,
+        key: ObjectKey,
+        obj: JSON,
+        retry: str,
+        source: JobSource | None = None,
+        frozen: JSON | None = None,
     ) -> float | None:
+        """``frozen``: the ``status.source`` written with the Job (a catalog import's)."""
         # Admission is decided (and the slot reserved) under the dispatcher's lock; the writes
         # that follow run outside it, so workers starting other objects do not wait on them.
         queued = self._dispatch.admit(key, obj, retry)
@@ -180,7 +199,7 @@ class Reconciler:
             return QUEUED_RECHECK_SECONDS
         try:
             obj = self._dispatch.create_job(key, obj, retry, source)
-        except PreparationBlocked as blocked:
+        except (PreparationBlocked, CatalogError) as blocked:
             return self._blocked(key, obj, blocked)
         except JobRenderFailed as failure:
             self._render_failed(key, obj, retry, failure)
@@ -189,13 +208,15 @@ class Reconciler:
         job = f"{self._config.system_namespace}/{naming.job_name(obj['metadata']['uid'], retry)}"
         what = source.description if source else obj["spec"]["source"].get("url")
         self._events.emit(obj, "Normal", "PreparationStarted", f"preparing {what} in Job {job}")
-        desired = status.publishing(*self._base(obj), None, None, "Publishing", job)
+        desired = status.publishing(*self._base(obj), None, None, "Publishing", job, source=frozen)
         # On a conflict a newer version of the object is coming; its reconcile writes the status.
         with contextlib.suppress(Conflict):
             self._write_status(key, obj, desired)
         return None
 
-    def _blocked(self, key: ObjectKey, obj: JSON, blocked: PreparationBlocked) -> float:
+    def _blocked(
+        self, key: ObjectKey, obj: JSON, blocked: PreparationBlocked | CatalogError
+    ) -> float:
         """Waits for the user (a Secret to create or fix): an Event when the cause changes, a
         recheck after 2 s, doubling up to 30 s, each ±20 %."""
         before = status.ready_condition(obj)
@@ -226,6 +247,23 @@ class Reconciler:
         )
         if self._write_final(key, obj, status.failed(*self._base(obj), failure.reason, message)):
             self._events.emit(obj, "Warning", "PreparationFailed", f"{failure.reason}: {message}")
+
+    # ---- catalog: resolve, then a Job with a grant -----------------------------------------------
+
+    def _catalog(self, key: ObjectKey, obj: JSON, retry: str) -> float | None:
+        assert self._catalogs is not None  # without them catalog sources are unsupported
+        found = self._catalogs.resolve(obj["spec"]["source"]["catalog"])
+        if isinstance(found, Entry):
+            source = self._catalogs.job_source(found)
+            return self._start(key, obj, retry, source, provenance(found))
+        before = status.ready_condition(obj)
+        desired = status.blocked(*self._base(obj), found.reason, found.message)
+        if self._write_status(key, obj, desired) and (
+            before.get("reason"),
+            before.get("message"),
+        ) != (found.reason, found.message):
+            self._events.emit(obj, "Warning", found.reason, found.message)
+        return None  # a change of any source's catalog wakes it (manager)
 
     # ---- upload: a session, its progress, then a Job --------------------------------------------
 

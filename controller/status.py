@@ -62,6 +62,8 @@ def build(
     status["conditions"] = _conditions(old, conds, generation, now)
     if "upload" in old:
         status["upload"] = old["upload"]
+    if (old.get("source") or {}).get("catalog"):  # frozen at import (docs/catalog.md)
+        status["source"] = old["source"]
     status.update({k: v for k, v in fields.items() if v is not None})
     return status
 
@@ -168,9 +170,11 @@ def publishing(
     reason: str = "Publishing",
     job: str | None = None,
     waiting: bool = False,
+    source: JSON | None = None,
 ) -> JSON:
     """Phase Publishing. ``waiting``: the Job's backoff before the next attempt, when no pod
-    runs; the message is the retry note alone."""
+    runs; the message is the retry note alone. ``source``: a catalog import's provenance,
+    frozen when its Job is created."""
     message = progress_message(progress)
     if retry_note:
         message = retry_note if waiting else f"{retry_note}; {message}"
@@ -182,7 +186,7 @@ def publishing(
         Cond(ARTIFACT, "False", "Publishing", "the artifact is being published"),
         Cond(METADATA, "Unknown", "Publishing", "the source is being inspected"),
     ]
-    return build(old, gen, now, "Publishing", conds, progress=percent)
+    return build(old, gen, now, "Publishing", conds, progress=percent, source=source)
 
 
 def ready(old: JSON, gen: int, now: str, result: WorkerResult) -> JSON:
@@ -210,8 +214,17 @@ def ready(old: JSON, gen: int, now: str, result: WorkerResult) -> JSON:
         conds,
         artifact=artifact.model_dump(mode="json", by_alias=True, exclude_none=True),
         resolved=result.resolved.model_dump(mode="json", by_alias=True, exclude_none=True),
-        source=result.source.model_dump(mode="json", by_alias=True, exclude_none=True),
+        source=_source(old, result),
     )
+
+
+def _source(old: JSON, result: WorkerResult) -> JSON:
+    """The worker's ``source``; a catalog import keeps the provenance frozen at import."""
+    source: JSON = result.source.model_dump(mode="json", by_alias=True, exclude_none=True)
+    frozen = (old.get("source") or {}).get("catalog")
+    if frozen:
+        source["catalog"] = frozen
+    return source
 
 
 def failed(old: JSON, gen: int, now: str, reason: str, message: str) -> JSON:

@@ -13,16 +13,16 @@ import structlog
 
 from api import protocol
 from oci.registry import RegistrySettings
-from worker.errors import InsufficientStorage
+from worker.errors import InsufficientStorage, InvalidSource
 from worker.inspect.resolve import inspect_source
-from worker.oci.materialize import materialize as pull
 from worker.oci.publish import publish
 from worker.oci.target import parse_destination
 from worker.plan import Source
-from worker.podreport import patch_with_retries, pod_annotator_from_env
+from worker.podreport import Annotator, patch_with_retries, pod_annotator_from_env
 from worker.progress import ProgressReporter
-from worker.sources import UploadSettings, open_source
+from worker.sources import UploadSettings, open_source, parse_source
 from worker.sources.settings import SourceSettings
+from worker.sources.spec import CatalogSpec
 
 TRUE = frozenset({"1", "true", "yes", "on"})
 log = structlog.get_logger("worker")
@@ -101,6 +101,9 @@ def prepare(spec: str, dest: str) -> dict[str, Any]:
     annotator = pod_annotator_from_env()
     interval = _float_env(protocol.ENV_AI_MODELS_PROGRESS_INTERVAL, 2.0)
     concurrency = int(_float_env(protocol.ENV_AI_MODELS_TRANSFER_CONCURRENCY, 3))
+    parsed = parse_source(spec)
+    if isinstance(parsed, CatalogSpec):
+        return _prepare_from_catalog(parsed, dest, annotator, interval)
     # Both arguments are checked before any traffic (opening a source only parses it), the
     # source first: a refused source must not leave a new, empty layout directory behind.
     source = _open_source(spec)
@@ -136,6 +139,10 @@ def prepare(spec: str, dest: str) -> dict[str, Any]:
     log.info(
         "published", reference=artifact.reference, digest=artifact.digest, size=artifact.size_bytes
     )
+    return _reported(result, annotator)
+
+
+def _reported(result: protocol.WorkerResult, annotator: Annotator | None) -> dict[str, Any]:
     if annotator is not None:
         patch_with_retries(
             annotator,
@@ -145,6 +152,32 @@ def prepare(spec: str, dest: str) -> dict[str, Any]:
             },
         )
     return result.to_wire()
+
+
+def _prepare_from_catalog(
+    spec: CatalogSpec, dest: str, annotator: Annotator | None, interval: float
+) -> dict[str, Any]:
+    """A catalog import: the artifact copied by digest, not inspected nor rebuilt."""
+    grant_file = _env_path(protocol.ENV_AI_MODELS_CATALOG_GRANT_FILE)
+    if grant_file is None:
+        raise InvalidSource(f"{protocol.ENV_AI_MODELS_CATALOG_GRANT_FILE} names no grant file")
+    workspace = _env_path(protocol.ENV_AI_MODELS_WORKSPACE)
+    options = registry_options()
+    target = parse_destination(dest, upload_state=_upload_state(workspace), **options)
+    from worker.sources.catalog import import_from_catalog
+
+    result, copied = import_from_catalog(
+        spec, grant_file, target, workspace=workspace,
+        progress=lambda total: ProgressReporter(total, annotator, interval=interval),
+        settings=options.get("settings"),
+    )  # fmt: skip
+    artifact = copied.published
+    log.info(
+        "copied from the catalog", reference=artifact.reference, digest=artifact.digest,
+        size=artifact.size_bytes, blobs_copied=len(copied.copied),
+        blobs_skipped=len(copied.skipped),
+    )  # fmt: skip
+    return _reported(result, annotator)
 
 
 def _upload_state(workspace: Path | None) -> Path | None:
@@ -162,6 +195,8 @@ def _upload_state(workspace: Path | None) -> Path | None:
 
 
 def materialize(ref: str, dest: Path) -> dict[str, Any]:
+    from worker.oci.materialize import materialize as pull  # not imported by prepare (zstd, tar)
+
     done = pull(ref, dest, **registry_options())
     return {
         "reference": done.reference,

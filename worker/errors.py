@@ -24,7 +24,10 @@ once; a transient one exits with 1 and the Job retries the pod.
     │   ├── InvalidModelDigests      materialize-pod: the pod's digests file is missing or malformed
     │   ├── DeliveryUnauthorized     materialize-pod: the delivery endpoint refused the token (401)
     │   ├── DeliveryForbidden        materialize-pod: the token may not fetch this model (403)
-    │   └── UploadRejected           an uploaded archive breaks a rule of the unpacker
+    │   ├── UploadRejected           an uploaded archive breaks a rule of the unpacker
+    │   ├── CatalogDigestMismatch    a catalog import: the remote manifest or a blob is not what
+    │   │                            its digest names (nothing is tagged locally)
+    │   └── CatalogUnauthorized      a catalog import: the grant (renewed once) is refused
     └── TransientError               exit code 1: the Job retries the pod
         ├── SourceUnavailable        the source answered 5xx, timed out or reset the connection
         └── RegistryUnavailable      the OCI registry answered 5xx or could not be reached
@@ -203,3 +206,18 @@ class UploadRejected(PermanentError):  # noqa: N818
     truncated stream, an encrypted zip entry… The message names the archive and the member."""
 
     reason = "UploadRejected"
+
+
+class CatalogDigestMismatch(PermanentError):  # noqa: N818
+    """A catalog import: the remote registry served a manifest whose sha256 is not the entry's
+    digest, or a blob whose bytes do not hash to the digest the manifest lists. Nothing is
+    tagged locally; the catalog's artifact has to be fixed (or the entry republished)."""
+
+    reason = "CatalogDigestMismatch"
+
+
+class CatalogUnauthorized(PermanentError):  # noqa: N818
+    """A catalog import: the catalog refused to issue a grant, or its registry refused a grant
+    that was just renewed (the catalog token or the server's grant key is wrong)."""
+
+    reason = "CatalogUnauthorized"

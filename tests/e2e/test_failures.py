@@ -125,13 +125,17 @@ def test_the_samples_not_prepared_yet_do_what_the_readme_says(
     name: str,
     namespaced: bool,
 ) -> None:
-    """README's table: accepted, phase Pending, reason SourceKindNotSupported, no Job."""
+    """README's table: accepted, phase Pending until a Ready source has the entry, no Job."""
     ns = namespace(control_plane, "team-samples") if namespaced else None
     where = ("-n", ns) if ns else ()
     applied = control_plane.kubectl_run("apply", *where, "-f", str(SAMPLES / sample))
     assert applied.returncode == 0, applied.stderr
     obj = wait_phase(control_plane, name, ns, "Pending", timeout=60)
-    assert ready_condition(obj)["reason"] == "SourceKindNotSupported"
+    assert ready_condition(obj)["reason"] in (
+        "CatalogSourceNotReady",
+        "CatalogSourceAmbiguous",
+        "CatalogEntryNotFound",
+    )
     assert owned(control_plane, "jobs", obj["metadata"]["uid"]) == []
     assert "upload" not in obj["status"]
 

@@ -51,6 +51,11 @@ def install(
     """Applies the rendered chart (CRDs included) into ``namespace`` as the cluster admin would."""
     plane.kubectl_run("create", "namespace", namespace)
     rendered = template(namespace, values, sets, "--include-crds")
+    # Namespaces the chart renders into but does not own (catalog.secretsNamespace: d8-system,
+    # which a Deckhouse cluster always has).
+    docs = [d for d in yaml.safe_load_all(rendered) if d]
+    for other in sorted({d["metadata"].get("namespace") for d in docs} - {None, namespace}):
+        plane.kubectl_run("create", "namespace", other)
     # No `-n`: every namespaced object of the chart names its namespace, and some are not in
     # the release namespace (the Roles of controller.authSecretNamespaces).
     applied = plane.kubectl_run(

@@ -104,7 +104,10 @@ def test_rendered_manifests_pass_server_dry_run_then_apply(
     control_plane: ControlPlane, tmp_path: Path
 ) -> None:
     namespace = SYSTEM_NAMESPACE
-    control_plane.kubectl_run("create", "namespace", namespace)
+    # d8-system: catalog.secretsNamespace, where the chart renders a Role it does not own the
+    # namespace of; every namespaced object names its namespace, so no `-n` below.
+    for name in (namespace, "d8-system"):
+        control_plane.kubectl_run("create", "namespace", name)
     manifests = tmp_path / "chart.yaml"
     rendered = helm(
         "template", "ai-models", str(CHART), "-n", namespace, "--include-crds", "-f", str(PLACEMENT)
@@ -112,12 +115,12 @@ def test_rendered_manifests_pass_server_dry_run_then_apply(
     assert rendered.returncode == 0, rendered.stderr
     manifests.write_text(rendered.stdout)
     dry = control_plane.kubectl_run(
-        "apply", "--server-side", "--dry-run=server", "-n", namespace, "-f", str(manifests)
+        "apply", "--server-side", "--dry-run=server", "-f", str(manifests)
     )
     assert dry.returncode == 0, dry.stderr
     assert "serverside-applied (server dry run)" in dry.stdout
     applied = control_plane.kubectl_run(
-        "apply", "--server-side", "--force-conflicts", "-n", namespace, "-f", str(manifests)
+        "apply", "--server-side", "--force-conflicts", "-f", str(manifests)
     )
     assert applied.returncode == 0, applied.stderr
     got = control_plane.kubectl_run(
@@ -177,6 +180,29 @@ def test_controller_reads_auth_secrets_cluster_wide_or_where_listed() -> None:
                 "namespace": SYSTEM_NAMESPACE,
             }
         ]
+
+
+@pytest.mark.parametrize(
+    ("sets", "namespace", "interval"),
+    [
+        ((), "d8-system", "10m"),
+        (("catalog.secretsNamespace=infra", "catalog.defaultRefreshInterval=1h"), "infra", "1h"),
+    ],
+)
+def test_catalog_secrets_are_read_in_the_secrets_namespace_only(
+    sets: tuple[str, ...], namespace: str, interval: str
+) -> None:
+    docs = render(sets=sets)
+    name = "ai-models-controller-catalog-secrets"
+    role, binding = find(docs, "Role", name), find(docs, "RoleBinding", name)
+    assert (role["metadata"]["namespace"], binding["metadata"]["namespace"]) == (namespace,) * 2
+    assert role["rules"] == [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]}]
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": "ai-models-controller", "namespace": SYSTEM_NAMESPACE}
+    ]
+    config = yaml.safe_load(find(docs, "ConfigMap", "ai-models-controller")["data"]["config.yaml"])
+    assert config["catalog"] == {"secretsNamespace": namespace, "defaultRefreshInterval": interval}
+    assert parse_config(config).catalog.default_refresh_interval == interval
 
 
 def test_auth_secret_policy_renders_for_models_on_create() -> None:

@@ -201,7 +201,15 @@ CONTROLLER_CAN = [
     ("delete", "models.ai.deckhouse.io", "-n=team-a", "no"),
     ("list", "nodes", "", "no"),
     ("create", "clusterrolebindings.rbac.authorization.k8s.io", "", "no"),
-    ("list", "modelcatalogsources.ai.deckhouse.io", "", "no"),
+    # ModelCatalogSources: watched, status written; their Secrets read in catalog.secretsNamespace.
+    ("list", "modelcatalogsources.ai.deckhouse.io", "", "yes"),
+    ("watch", "modelcatalogsources.ai.deckhouse.io", "", "yes"),
+    ("update", "modelcatalogsources.ai.deckhouse.io", "--subresource=status", "yes"),
+    ("update", "modelcatalogsources.ai.deckhouse.io", "", "no"),
+    ("delete", "modelcatalogsources.ai.deckhouse.io", "", "no"),
+    ("get", "secrets", "-n=d8-system", "yes"),
+    ("list", "secrets", "-n=d8-system", "no"),
+    ("watch", "secrets", "-n=d8-system", "no"),
 ]
 
 
@@ -338,11 +346,13 @@ def test_auth_secret_namespaces_narrow_the_controllers_secret_access(
     chart.kubectl_run("create", "namespace", "team-a")
     try:
         install(chart, SYSTEM, sets=("controller.authSecretNamespaces={team-a}",))
-        assert [can_get_secrets(n) for n in ("team-a", "team-b", "kube-system", SYSTEM)] == [
+        namespaces = ("team-a", "team-b", "kube-system", SYSTEM, "d8-system")
+        assert [can_get_secrets(n) for n in namespaces] == [
             "yes",
             "no",
             "no",
             "yes",  # its own per-Job Secrets (the system namespace's Role)
+            "yes",  # ModelCatalogSource Secrets (the Role in catalog.secretsNamespace)
         ]
     finally:
         install(chart, SYSTEM)  # server-side apply of the defaults restores the cluster rule

@@ -59,6 +59,7 @@ COMPONENTS = {
     "delivery": Component(("delivery",), ("delivery",), "delivery.cli", "ai-models-delivery"),
     "gateway": Component(("gateway",), ("gateway",), "gateway.cli", "ai-models-upload-gateway"),
     "cli": Component(("cli",), ("ai_models_cli",), "ai_models_cli.cli", "ai-models"),
+    "catalog": Component(("catalog",), ("catalog",), "catalog.cli", "ai-models-catalog-server"),
 }
 
 

@@ -19,6 +19,7 @@ resolve their plan lazily: nothing touches the network until ``plan()`` is calle
 
 from __future__ import annotations
 
+from worker.errors import InvalidSource
 from worker.plan import Source
 from worker.sources.hub_client import HubClient
 from worker.sources.huggingface import HuggingFaceSource
@@ -27,6 +28,7 @@ from worker.sources.ollama import OllamaSource
 from worker.sources.ollama_client import OllamaRegistryClient
 from worker.sources.settings import SourceSettings
 from worker.sources.spec import (
+    CatalogSpec,
     HuggingFaceSpec,
     LocalSpec,
     OllamaSpec,
@@ -59,6 +61,8 @@ def open_source(
     """The ``Source`` for a user's source string; ``InvalidSource`` when it is malformed.
     ``upload`` (default: from the environment, anonymous registry access) serves uploads."""
     parsed = parse_source(spec)
+    if isinstance(parsed, CatalogSpec):
+        raise InvalidSource(f"{spec}: a catalog import is copied by digest by prepare, not read")
     if isinstance(parsed, UploadSpec):
         return UploadSource(parsed, upload or UploadSettings.from_env())
     if isinstance(parsed, HuggingFaceSpec):

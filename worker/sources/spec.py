@@ -11,6 +11,9 @@ Accepted forms (see ``docs/inspection.md``):
 - A local path: absolute, or relative starting with ``./`` or ``../``.
 - A committed upload (the preparation Job's argument, never typed by a person):
   ``upload+oci://<registry-host>/<repository>@sha256:<hex>?filename=<name>`` (``api.upload``).
+- A catalog import (the preparation Job's argument too): ``catalog+oci://<grant
+  registry>/<repository>@sha256:<hex>`` (``api.catalog_import``); copied by digest by
+  ``prepare``, never inspected.
 
 Anything else is ``InvalidSource`` with a message that says which part is wrong.
 """
@@ -22,6 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
+from api.catalog_import import WORKER_SOURCE_SCHEME as CATALOG_SOURCE_SCHEME
+from api.catalog_import import InvalidCatalogSource, parse_catalog_worker_source
 from api.source import HUGGING_FACE_HOSTS, OLLAMA_HOSTS, hugging_face_url, ollama_url
 from api.upload import (
     WORKER_SOURCE_SCHEME,
@@ -109,7 +114,21 @@ class UploadSpec:
         return f"upload:{quote(self.filename, safe='')}"
 
 
-SourceSpec = HuggingFaceSpec | OllamaSpec | LocalSpec | UploadSpec
+@dataclass(frozen=True)
+class CatalogSpec:
+    url: str
+    registry_host: str
+    """The grant's registry: the catalog server's read API."""
+    repository: str
+    digest: str
+    """The entry's manifest digest (``status.source.catalog.remoteDigest``)."""
+
+    @property
+    def canonical_url(self) -> str:
+        return self.url
+
+
+SourceSpec = HuggingFaceSpec | OllamaSpec | LocalSpec | UploadSpec | CatalogSpec
 
 
 def parse_source(spec: str) -> SourceSpec:
@@ -122,6 +141,8 @@ def parse_source(spec: str) -> SourceSpec:
         return LocalSpec(url=spec, path=Path(spec))
     if spec.startswith(f"{WORKER_SOURCE_SCHEME}://"):
         return _upload(spec)
+    if spec.startswith(f"{CATALOG_SOURCE_SCHEME}://"):
+        return _catalog(spec)
     parts = urlsplit(spec)
     if parts.scheme != "https":
         raise InvalidSource(
@@ -151,6 +172,14 @@ def _upload(spec: str) -> UploadSpec:
         filename=found.filename,
         format=found.format,
     )
+
+
+def _catalog(spec: str) -> CatalogSpec:
+    try:
+        found = parse_catalog_worker_source(spec)
+    except InvalidCatalogSource as error:
+        raise InvalidSource(str(error)) from None
+    return CatalogSpec(spec, found.registry_host, found.repository, found.digest)
 
 
 def _has_port(netloc: str) -> bool:

@@ -95,7 +95,7 @@ def test_exit_codes() -> None:
 def test_job_env_is_every_variable_the_protocol_names() -> None:
     named = {v for k, v in vars(protocol).items() if k.startswith("ENV_")}
     assert named == protocol.JOB_ENV
-    assert len(named) == 17
+    assert len(named) == 18
 
 
 # ---- the result ------------------------------------------------------------------------------

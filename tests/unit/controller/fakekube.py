@@ -36,7 +36,15 @@ from typing import TYPE_CHECKING, Any
 from api.upload import LABEL_UPLOAD_SESSION
 from controller.caches import InformerCaches
 from controller.errors import Conflict, Forbidden, KubeError, NotFound
-from controller.kube import CLUSTER_MODELS, JOBS, MODELS, PODS, SECRETS, Resource
+from controller.kube import (
+    CLUSTER_MODELS,
+    JOBS,
+    MODEL_CATALOG_SOURCES,
+    MODELS,
+    PODS,
+    SECRETS,
+    Resource,
+)
 
 if TYPE_CHECKING:
     from controller.kube import KubeApi
@@ -44,7 +52,7 @@ if TYPE_CHECKING:
 JSON = dict[str, Any]
 Where = tuple[str, str, str]
 """(resource plural, namespace — empty when cluster-scoped, name)."""
-STATUS_SUBRESOURCE = frozenset({"models", "clustermodels", "jobs", "pods"})
+STATUS_SUBRESOURCE = frozenset({"models", "clustermodels", "jobs", "pods", "modelcatalogsources"})
 EPOCH = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
 
 
@@ -468,6 +476,7 @@ def fake_caches(kube: FakeKube, system: str) -> InformerCaches[CacheView]:
         jobs=CacheView(kube, JOBS, system),
         pods=CacheView(kube, PODS, system),
         upload_records=CacheView(kube, SECRETS, system, LABEL_UPLOAD_SESSION),
+        catalog_sources=CacheView(kube, MODEL_CATALOG_SOURCES),
     )
 
 

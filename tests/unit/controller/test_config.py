@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from controller.config import ConfigError, load_config, parse_config
+from controller.config import ConfigError, load_config, parse_config, parse_duration
 from controller.dispatch import needs_slot
 from controller.naming import ObjectKey, artifact_reference, job_name, repository
 
@@ -126,3 +126,58 @@ def test_objects_blocked_on_the_user_hold_no_place_in_the_slot_queue() -> None:
     assert needs_slot(obj("AuthSecretNotFound")) is False
     assert needs_slot(obj("AuthSecretInvalid")) is False
     assert needs_slot(obj("Published", "Ready")) is False
+
+
+def test_catalog_defaults_and_keys() -> None:
+    config = parse_config({})
+    assert (config.catalog.secrets_namespace, config.catalog.default_refresh_interval) == (
+        "d8-system",
+        "10m",
+    )
+    config = parse_config(
+        {"catalog": {"secretsNamespace": "kube-public", "defaultRefreshInterval": "1h"}}
+    )
+    assert (config.catalog.secrets_namespace, config.catalog.default_refresh_interval) == (
+        "kube-public",
+        "1h",
+    )
+    with pytest.raises(ConfigError) as caught:
+        parse_config({"catalog": {"defaultRefreshInterval": "10s"}})
+    assert str(caught.value) == (
+        "invalid configuration: catalog.defaultRefreshInterval: Value error, "
+        "'10s' is outside 30s..168h"
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [
+        ("30s", 30.0),
+        ("10m", 600.0),
+        ("1h", 3600.0),
+        ("1h30m", 5400.0),
+        ("1.5h", 5400.0),
+        ("30000ms", 30.0),
+        ("168h", 604_800.0),
+    ],
+)
+def test_parse_duration(text: str, seconds: float) -> None:
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("", "'' is not a duration such as 30s, 10m or 1h"),
+        ("10", "'10' is not a duration such as 30s, 10m or 1h"),
+        ("1d", "'1d' is not a duration such as 30s, 10m or 1h"),
+        ("10m ", "'10m ' is not a duration such as 30s, 10m or 1h"),
+        ("-1m", "'-1m' is not a duration such as 30s, 10m or 1h"),
+        ("29s", "'29s' is outside 30s..168h"),
+        ("169h", "'169h' is outside 30s..168h"),
+    ],
+)
+def test_parse_duration_refuses(text: str, message: str) -> None:
+    with pytest.raises(ValueError, match=r"duration|outside") as caught:
+        parse_duration(text)
+    assert str(caught.value) == message

@@ -181,7 +181,7 @@ def test_every_variable_of_the_job_is_one_the_protocol_names() -> None:
         {**PLACEMENT, "registry": {**PLACEMENT["registry"], "insecure": True}}
     )
     req, _ = CASES["model-private-placement"]
-    req = dataclasses.replace(req, max_expanded_bytes=800 << 30)
+    req = dataclasses.replace(req, max_expanded_bytes=800 << 30, grant_secret="job-catalog-grant")
     env = build_job(req, everything)["spec"]["template"]["spec"]["containers"][0]["env"]
     names = [e["name"] for e in env]
     assert len(names) == len(set(names))

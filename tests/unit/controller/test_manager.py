@@ -20,6 +20,7 @@ import structlog
 
 from api import upload
 from controller import naming
+from controller.catalog_reconciler import SourceKey
 from controller.cli import configure_logging
 from controller.config import parse_config
 from controller.errors import (
@@ -31,7 +32,16 @@ from controller.errors import (
     RegistryError,
 )
 from controller.informer import Informer
-from controller.kube import CLUSTER_MODELS, JOBS, LEASES, MODELS, PODS, SECRETS, Resource
+from controller.kube import (
+    CLUSTER_MODELS,
+    JOBS,
+    LEASES,
+    MODEL_CATALOG_SOURCES,
+    MODELS,
+    PODS,
+    SECRETS,
+    Resource,
+)
 from controller.manager import KeyWorker, Manager
 from controller.metrics import Metrics
 from controller.naming import ObjectKey
@@ -525,6 +535,8 @@ def test_ready_once_every_cache_synced_and_gauges_count_objects_by_phase() -> No
     sync(manager, caches.pods)
     assert not manager.ready()
     sync(manager, caches.upload_records)
+    assert not manager.ready()
+    sync(manager, caches.catalog_sources)
     assert manager.ready()
     sample = manager.metrics.registry.get_sample_value
     assert sample("ai_models_objects", {"kind": "Model", "phase": "Ready"}) == 1.0
@@ -645,3 +657,43 @@ def test_without_leader_election_the_workers_start_at_once() -> None:
     wait_until(lambda: running.reconciled == [KEY])
     assert running.stop() == 0
     assert kube.calls_of(resource=LEASES) == []
+
+
+# ---- ModelCatalogSources: their keys in the same queue, routed to their reconciler ------------
+
+
+def seed_catalog_model(kube: FakeKube, key: ObjectKey, catalog: dict[str, str]) -> None:
+    obj = {"metadata": {"name": key.name, "uid": f"uid-{key.name}"}}
+    obj["spec"] = {"source": {"catalog": catalog}}
+    resource = MODELS if key.kind == "Model" else CLUSTER_MODELS
+    kube.seed(resource, obj, key.namespace or None)
+
+
+def test_source_events_queue_source_keys_routed_to_the_catalog_reconciler() -> None:
+    kube = WatchingKube(one_pass=True)
+    manager = manager_over(kube)
+    source = {"metadata": {"name": "central"}, "spec": {"url": "http://x"}}
+    kube.seed(MODEL_CATALOG_SOURCES, source)
+    sync(manager, manager.caches.catalog_sources)
+    assert drain(manager.queue) == [SourceKey("central")]
+    routed: list[object] = []
+    manager.catalog_reconciler.reconcile = routed.append  # type: ignore[method-assign]
+    manager.reconcile(SourceKey("central"))
+    assert routed == [SourceKey("central")]
+
+
+def test_a_catalog_change_wakes_the_catalog_models_that_may_resolve_against_it() -> None:
+    kube = WatchingKube(one_pass=True)
+    manager = manager_over(kube)
+    any_source = ObjectKey("Model", "team-a", "any")
+    named = ObjectKey("ClusterModel", "", "named")
+    seed_catalog_model(kube, any_source, {"name": "llama"})
+    seed_catalog_model(kube, named, {"name": "llama", "sourceName": "central"})
+    seed_catalog_model(
+        kube, ObjectKey("Model", "team-a", "other"), {"name": "x", "sourceName": "b"}
+    )
+    seed_model(kube, KEY, "uid-llama")
+    sync(manager, manager.caches.models, manager.caches.cluster_models)
+    drain(manager.queue)
+    manager.catalogs.put("central", "rev-1", (), dt.datetime(2026, 1, 2, tzinfo=dt.UTC))
+    assert sorted(drain(manager.queue)) == [named, any_source]
