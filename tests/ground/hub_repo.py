@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tests.ground.models import RealModels
+
 LFS_SUFFIXES = (".safetensors", ".gguf", ".bin", ".pt", ".onnx", ".h5", ".msgpack")
 LFS_MIN_SIZE = 10 << 20
 CHUNK = 1 << 20
@@ -151,3 +153,20 @@ def tree_entries(repo: HubRepo, under: str, recursive: bool) -> list[dict[str, o
     shown = sorted(f for f in folders if recursive or "/" not in f[len(prefix) :])
     directories = [{"type": "directory", "oid": "0" * 40, "size": 0, "path": f} for f in shown]
     return [*directories, *files]
+
+
+MINILM = "sentence-transformers/all-MiniLM-L6-v2"
+MINILM_TAGS = ("sentence-transformers", "pytorch", "safetensors", "bert", "feature-extraction",
+               "sentence-similarity", "en", "license:apache-2.0")  # fmt: skip
+
+
+def minilm_repo(real: RealModels, refs: tuple[str, ...] = ("main", "v1.0")) -> HubRepo:
+    """The real MiniLM as the Hub lists it (tags, pipeline, library)."""
+    return HubRepo.from_dir(
+        MINILM,
+        real.minilm_dir,
+        pipeline_tag="sentence-similarity",
+        tags=MINILM_TAGS,
+        library_name="sentence-transformers",
+        refs=refs,
+    )

@@ -27,6 +27,7 @@ import yaml
 from tests.ground import playground
 from tests.ground.controlplane import ControlPlane, run_control_plane
 from tests.ground.hub import HubEmulator, run_hub
+from tests.ground.hub_repo import minilm_repo
 from tests.ground.models import RealModels, locate_real_models
 from tests.ground.nodeemu import NodeEmulator
 from tests.ground.nodeemu_logs import KubeletLogServer
@@ -35,7 +36,6 @@ from tests.ground.ollama import push_ollama_model
 from tests.ground.procs import Process, free_port
 from tests.ground.registry import Registry, run_registry
 from tests.integration.chart import find, install
-from tests.integration.sources.conftest import minilm_repo
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = REPO / ".venv" / "bin"

@@ -31,13 +31,12 @@ from api.model import ResolvedMetadata
 from oci.registry import RegistrySettings
 from tests.ground.certs import CertificateAuthority
 from tests.ground.hub import HubEmulator, RecordedRequest, run_hub
-from tests.ground.hub_repo import HubRepo
+from tests.ground.hub_repo import MINILM, MINILM_TAGS, HubRepo, minilm_repo
 from tests.ground.models import RealModels
 from tests.ground.procs import free_port
 from tests.ground.registry import Registry, run_registry
 from tests.integration.oci.conftest import FaultProxy
 from tests.integration.sources import builders
-from tests.integration.sources.conftest import MINILM, MINILM_TAGS, minilm_repo
 from tests.integration.worker_cli_helpers import (
     CountingProxy,
     Exchange,

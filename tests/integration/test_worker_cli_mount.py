@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 
 from tests.ground.hub import HubEmulator, RecordedRequest, run_hub
+from tests.ground.hub_repo import MINILM, minilm_repo
 from tests.ground.models import RealModels
 from tests.ground.registry import Registry
-from tests.integration.sources.conftest import MINILM, minilm_repo
 from tests.integration.worker_cli_helpers import run_worker, worker_env
 
 pytestmark = pytest.mark.integration

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from tests.ground.hub import HubEmulator, run_hub
-from tests.ground.hub_repo import HubRepo
+from tests.ground.hub_repo import HubRepo, minilm_repo
 from tests.ground.models import RealModels
 from tests.ground.ollama import PushedModel, push_ollama_model
 from tests.ground.registry import Registry
@@ -28,7 +28,6 @@ from tests.ground.token_registry import TokenRegistry, run_token_registry
 from tests.integration.sources import builders
 from worker.sources.settings import SourceSettings
 
-MINILM = "sentence-transformers/all-MiniLM-L6-v2"
 SMOLLM2_GGUF = "HuggingFaceTB/SmolLM2-135M-Instruct-GGUF"
 SHARDED = "test/sharded-llama"
 GPTQ = "test/tiny-gptq"
@@ -43,26 +42,12 @@ PRIVATE_TOKEN = "hf_private_token_for_tests_0123456789"
 GATED_TOKEN = "hf_gated_token_for_tests_0123456789"
 OTHER_TOKEN = "hf_other_token_for_tests_0123456789"
 
-MINILM_TAGS = ("sentence-transformers", "pytorch", "safetensors", "bert", "feature-extraction",
-               "sentence-similarity", "en", "license:apache-2.0")  # fmt: skip
 OLLAMA_TEMPLATE = (
     "{{- if .Messages }}{{- if or .System .Tools }}<|im_start|>system\n{{ .System }}"
     "{{- if .Tools }}\n<tools>{{ range .Tools }}{{ . }}{{ end }}</tools>{{ end }}<|im_end|>\n"
     "{{ end }}{{- range .Messages }}<|im_start|>{{ .Role }}\n{{ .Content }}<|im_end|>\n"
     "{{ end }}<|im_start|>assistant\n{{ else }}{{ .Prompt }}{{ end }}"
 )
-
-
-def minilm_repo(real: RealModels, refs: tuple[str, ...] = ("main", "v1.0")) -> HubRepo:
-    """The real MiniLM as the Hub lists it (tags, pipeline, library)."""
-    return HubRepo.from_dir(
-        MINILM,
-        real.minilm_dir,
-        pipeline_tag="sentence-similarity",
-        tags=MINILM_TAGS,
-        library_name="sentence-transformers",
-        refs=refs,
-    )
 
 
 def _repos(real: RealModels, work: Path) -> list[HubRepo]:
