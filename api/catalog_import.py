@@ -18,7 +18,7 @@ import re
 from dataclasses import dataclass
 from typing import Annotated, Final
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 
 from api.catalog_protocol import (
     DIGEST_PATTERN,
@@ -29,6 +29,7 @@ from api.catalog_protocol import (
     EntryVersion,
     Grant,
 )
+from api.meta import parse_bounded
 
 WORKER_SOURCE_SCHEME: Final = "catalog+oci"
 GRANT_KEY: Final = "grant.json"
@@ -106,12 +107,12 @@ class GrantFile(BaseModel):
 
 
 def parse_grant_file(data: bytes) -> GrantFile:
-    if len(data) > MAX_GRANT_FILE_BYTES:
-        raise InvalidGrantFile(f"the grant file is larger than {MAX_GRANT_FILE_BYTES} bytes")
-    try:
-        return GrantFile.model_validate_json(data)
-    except ValidationError as error:
-        first = error.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "the document"
-        # The message never quotes the input: it holds tokens.
-        raise InvalidGrantFile(f"the grant file is malformed at {where}: {first['type']}") from None
+    return parse_bounded(
+        GrantFile,
+        data,
+        limit=MAX_GRANT_FILE_BYTES,
+        what="the grant file",
+        invalid=InvalidGrantFile,
+        top="the document",
+        detail="type",  # the message never quotes the input: it holds tokens
+    )

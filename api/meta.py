@@ -8,10 +8,11 @@ so an unknown key is a drift, never a silently ignored value.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 from pydantic.alias_generators import to_camel
+from pydantic_core import ErrorDetails
 
 GROUP = "ai.deckhouse.io"
 VERSION = "v1alpha1"
@@ -131,3 +132,35 @@ class ObjectMeta(BaseModel):
     annotations: dict[str, str] | None = None
     finalizers: list[str] | None = None
     deletion_timestamp: datetime | None = None
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def first_problem(error: ValidationError, top: str) -> tuple[str, ErrorDetails]:
+    """Where pydantic's first problem is (the dotted field path; ``top`` for the document
+    itself) and its details (``msg``, ``type``)."""
+    first = error.errors()[0]
+    return ".".join(str(p) for p in first["loc"]) or top, first
+
+
+def parse_bounded(
+    model: type[M],
+    text: str | bytes,
+    *,
+    limit: int,
+    what: str,
+    invalid: type[ValueError],
+    top: str,
+    detail: Literal["msg", "type"] = "msg",
+) -> M:
+    """An untrusted JSON document as ``model``, its length checked before it is decoded;
+    ``invalid`` naming ``what`` and where it is wrong otherwise. ``detail="type"`` for a document
+    with secrets: pydantic's ``msg`` may quote the input, its ``type`` never does."""
+    if len(text) > limit:
+        raise invalid(f"{what} is {len(text)} bytes, over {limit}")
+    try:
+        return model.model_validate_json(text)
+    except ValidationError as error:
+        where, first = first_problem(error, top)
+        raise invalid(f"{what} is malformed at {where}: {first[detail]}") from None

@@ -33,7 +33,7 @@ from pydantic import (
     WrapValidator,
 )
 
-from api.meta import GROUP, ApiModel
+from api.meta import GROUP, ApiModel, parse_bounded
 from api.model import ArtifactStatus, ResolvedMetadata, SourceStatus
 
 # ---- keys ------------------------------------------------------------------------------------
@@ -179,18 +179,14 @@ class WorkerResult(ApiModel):
 def parse_result(text: str) -> WorkerResult:
     """The result annotation's value, bounded and validated; ``InvalidWorkerResult`` saying where
     it is wrong otherwise."""
-    if len(text) > MAX_REPORT_BYTES:
-        raise InvalidWorkerResult(
-            f"the worker's result is {len(text)} bytes, over {MAX_REPORT_BYTES}"
-        )
-    try:
-        return WorkerResult.model_validate_json(text)
-    except ValidationError as error:
-        first = error.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise InvalidWorkerResult(
-            f"the worker's result is malformed at {where}: {first['msg']}"
-        ) from None
+    return parse_bounded(
+        WorkerResult,
+        text,
+        limit=MAX_REPORT_BYTES,
+        what="the worker's result",
+        invalid=InvalidWorkerResult,
+        top="",
+    )
 
 
 # ---- the progress annotations ----------------------------------------------------------------

@@ -24,9 +24,9 @@ from datetime import datetime
 from typing import Annotated, Final, Literal, get_args
 from urllib.parse import parse_qsl, quote, urlsplit
 
-from pydantic import Field, StrictInt, ValidationError
+from pydantic import Field, StrictInt
 
-from api.meta import ApiModel
+from api.meta import ApiModel, parse_bounded
 from api.protocol import LABEL_UPLOAD_SESSION as LABEL_UPLOAD_SESSION
 from api.protocol import attempt_suffix
 
@@ -156,14 +156,14 @@ class SessionRecord(ApiModel):
 def parse_record(text: str | bytes) -> SessionRecord:
     """A record's ``session.json``, bounded before it is decoded; ``InvalidRecord`` saying where
     it is wrong otherwise."""
-    if len(text) > MAX_RECORD_BYTES:
-        raise InvalidRecord(f"the session record is {len(text)} bytes, over {MAX_RECORD_BYTES}")
-    try:
-        return SessionRecord.model_validate_json(text)
-    except ValidationError as error:
-        first = error.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "the top"
-        raise InvalidRecord(f"the session record is malformed at {where}: {first['msg']}") from None
+    return parse_bounded(
+        SessionRecord,
+        text,
+        limit=MAX_RECORD_BYTES,
+        what="the session record",
+        invalid=InvalidRecord,
+        top="the top",
+    )
 
 
 # ---- HTTP ------------------------------------------------------------------------------------

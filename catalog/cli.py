@@ -12,11 +12,7 @@ from __future__ import annotations
 import argparse
 import os
 import secrets
-import signal
-import sys
-import threading
 from pathlib import Path
-from types import FrameType
 
 import structlog
 
@@ -27,10 +23,10 @@ from catalog.grants import MIN_KEY_BYTES, GrantSigner
 from catalog.server import CatalogServer, Parts
 from controller.config import ConfigError, load_config
 from controller.errors import KubeError
+from controller.httpserver import serve_until_signalled
 from controller.kube import KubeApi, KubeClient, load_api_client
-from oci.auth import find_auth_file, load_credentials
 from oci.errors import OciError
-from oci.registry import RegistryClient, RegistrySettings
+from oci.server_client import server_registry_client
 
 log = structlog.get_logger("catalog")
 MIN_GRANT_TTL_SECONDS = 5
@@ -100,13 +96,11 @@ def build_server(args: argparse.Namespace, kube: KubeApi) -> CatalogServer:
             f"--grant-ttl must be {MIN_GRANT_TTL_SECONDS}..{MAX_GRANT_TTL_SECONDS} seconds"
         )
     registry = load_config(args.config).registry
-    credentials = load_credentials(registry.host, find_auth_file(args.registry_auth_file, {}))
-    client = RegistryClient(
+    client = server_registry_client(
         registry.host,
         insecure=registry.insecure,
         ca_file=args.registry_ca,
-        credentials=credentials,
-        settings=RegistrySettings(attempts=3),
+        auth_file=args.registry_auth_file,
     )
     parts = Parts(
         models=Models(kube, args.selector, registry.prefix, args.list_cache_seconds),
@@ -121,29 +115,13 @@ def build_server(args: argparse.Namespace, kube: KubeApi) -> CatalogServer:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    structlog.configure(
-        processors=[
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            structlog.processors.JSONRenderer(),
-        ],
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+
+    def started(server: CatalogServer) -> None:
+        log.info("serving", port=server.port, selector=args.selector, grant_ttl=args.grant_ttl)
+
+    return serve_until_signalled(
+        "ai-models-catalog-server",
+        lambda: build_server(args, KubeClient(load_api_client(args.kubeconfig))),
+        (ConfigError, SecretMissing, KubeError, OciError, OSError, ValueError),
+        started,
     )
-    try:
-        server = build_server(args, KubeClient(load_api_client(args.kubeconfig)))
-    except (ConfigError, SecretMissing, KubeError, OciError, OSError, ValueError) as error:
-        print(f"ai-models-catalog-server: {error}", file=sys.stderr)
-        return 2
-    stop = threading.Event()
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    server.start()
-    log.info("serving", port=server.port, selector=args.selector, grant_ttl=args.grant_ttl)
-    stop.wait()
-    server.shutdown()
-    server.server_close()
-    return 0

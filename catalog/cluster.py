@@ -14,7 +14,6 @@ import base64
 import binascii
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Iterator
 
 from catalog.listing import Published, published
@@ -22,9 +21,9 @@ from controller.kube import CLUSTER_MODELS, SECRETS, KubeApi
 from controller.naming import ObjectKey, repository
 from oci.digest import is_digest
 from oci.manifest import Manifest
+from oci.manifest_cache import ManifestCache
 from oci.registry import RegistryClient
 
-MANIFEST_TYPES = ("application/vnd.oci.image.manifest.v1+json",)
 MAX_CACHED_MANIFESTS = 256
 BLOB_PIECE_BYTES = 1 << 20
 
@@ -84,22 +83,10 @@ class Upstream:
 
     def __init__(self, client: RegistryClient) -> None:
         self.client = client
-        self._manifests: OrderedDict[tuple[str, str], Manifest] = OrderedDict()
-        self._lock = threading.Lock()
+        self._manifests = ManifestCache(client, MAX_CACHED_MANIFESTS)
 
     def manifest(self, repo: str, digest: str) -> Manifest:
-        key = (repo, digest)
-        with self._lock:
-            found = self._manifests.get(key)
-            if found is not None:
-                self._manifests.move_to_end(key)
-                return found
-        fetched = self.client.get_manifest(repo, digest, MANIFEST_TYPES)  # checks the digest
-        with self._lock:
-            self._manifests[key] = fetched
-            while len(self._manifests) > MAX_CACHED_MANIFESTS:
-                self._manifests.popitem(last=False)
-        return fetched
+        return self._manifests.get(repo, digest)
 
     def blobs_of(self, repo: str, digest: str) -> frozenset[str]:
         """The digests the manifest lists (config and layers): what a grant for it opens."""

@@ -52,6 +52,7 @@ from api.catalog_protocol import (
     Grant,
     GrantRequest,
 )
+from api.meta import first_problem
 from catalog.answers import Refusal, bad_request, bearer, unauthorized
 from catalog.auth import ClientTokens, FailureLimiter
 from catalog.cluster import Models, Upstream
@@ -231,8 +232,7 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             return GrantRequest.model_validate_json(data)
         except ValidationError as error:
-            first = error.errors()[0]
-            where = ".".join(str(p) for p in first["loc"]) or "body"
+            where, first = first_problem(error, "body")
             raise bad_request(f"the grant request is invalid at {where}: {first['msg']}") from None
 
     def _drain(self, length: int) -> None:

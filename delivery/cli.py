@@ -15,15 +15,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
-import sys
-import threading
 from pathlib import Path
-from types import FrameType
 
 import structlog
 
 from controller.config import ConfigError, load_config
+from controller.httpserver import serve_until_signalled
 from controller.kube import KubeClient, load_api_client
 from delivery.access import Gatekeeper
 from delivery.cache import BlobStore
@@ -31,9 +28,8 @@ from delivery.kubelookup import ModelLookup, PodAuthenticator
 from delivery.metrics import DeliveryMetrics
 from delivery.server import DeliveryServer
 from delivery.upstream import Upstream
-from oci.auth import find_auth_file, load_credentials
 from oci.errors import OciError
-from oci.registry import RegistryClient, RegistrySettings
+from oci.server_client import server_registry_client
 
 log = structlog.get_logger("delivery")
 _UNITS = {"": 1, "Ki": 1 << 10, "Mi": 1 << 20, "Gi": 1 << 30, "Ti": 1 << 40}
@@ -79,13 +75,11 @@ def build_server(args: argparse.Namespace, kube: KubeClient) -> DeliveryServer:
         raise ConfigError("give both --tls-cert and --tls-key, or neither (plain HTTP)")
     config = load_config(args.config)
     registry = config.registry
-    credentials = load_credentials(registry.host, find_auth_file(args.registry_auth_file, {}))
-    client = RegistryClient(
+    client = server_registry_client(  # blob pieces: upstream.BLOB_PIECE_BYTES
         registry.host,
         insecure=registry.insecure,
         ca_file=args.registry_ca,
-        credentials=credentials,
-        settings=RegistrySettings(attempts=3),  # blob pieces: upstream.BLOB_PIECE_BYTES
+        auth_file=args.registry_auth_file,
     )
     metrics = DeliveryMetrics()
     audience = config.webhook.materialize.token_audience
@@ -101,30 +95,14 @@ def build_server(args: argparse.Namespace, kube: KubeClient) -> DeliveryServer:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    structlog.configure(
-        processors=[
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            structlog.processors.JSONRenderer(),
-        ],
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+
+    def started(server: DeliveryServer) -> None:
+        log.info("serving", port=server.port, cache=str(args.cache_dir), budget=args.cache_size,
+                 tls=args.tls_cert is not None)  # fmt: skip
+
+    return serve_until_signalled(
+        "ai-models-delivery",
+        lambda: build_server(args, KubeClient(load_api_client(args.kubeconfig))),
+        (ConfigError, OciError, OSError),
+        started,
     )
-    try:
-        server = build_server(args, KubeClient(load_api_client(args.kubeconfig)))
-    except (ConfigError, OciError, OSError) as error:
-        print(f"ai-models-delivery: {error}", file=sys.stderr)
-        return 2
-    stop = threading.Event()
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    server.start()
-    log.info("serving", port=server.port, cache=str(args.cache_dir), budget=args.cache_size,
-             tls=args.tls_cert is not None)  # fmt: skip
-    stop.wait()
-    server.shutdown()
-    server.server_close()
-    return 0

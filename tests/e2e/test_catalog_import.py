@@ -132,6 +132,18 @@ def _secret(plane: ControlPlane, name: str, data: dict[str, bytes]) -> None:
     apply(plane, {**body, "data": encoded})
 
 
+def _trust(plane: ControlPlane, name: str, server: CatalogServerProcess) -> None:
+    """A ModelCatalogSource ``name`` for ``server``, with its token and CA Secrets."""
+    _secret(plane, f"{name}-credentials", {"token": server.token.encode()})
+    _secret(plane, f"{name}-ca", {"ca.crt": server.ca_cert.read_bytes()})
+    apply(plane, {
+        "apiVersion": "ai.deckhouse.io/v1alpha1", "kind": "ModelCatalogSource",
+        "metadata": {"name": name},
+        "spec": {"url": server.url, "credentialsSecretName": f"{name}-credentials",
+                 "caSecretName": f"{name}-ca", "refreshInterval": "30s"},
+    })  # fmt: skip
+
+
 def test_a_cluster_model_of_a_is_imported_in_b_by_digest_each_blob_once(
     control_plane: ControlPlane,
     controller: ControllerProcess,
@@ -149,14 +161,7 @@ def test_a_cluster_model_of_a_is_imported_in_b_by_digest_each_blob_once(
 
     # Cluster B trusts the catalog and imports the entry.
     plane = cluster_b.plane
-    _secret(plane, "central-credentials", {"token": catalog_server.token.encode()})
-    _secret(plane, "central-ca", {"ca.crt": catalog_server.ca_cert.read_bytes()})
-    apply(plane, {
-        "apiVersion": "ai.deckhouse.io/v1alpha1", "kind": "ModelCatalogSource",
-        "metadata": {"name": "central"},
-        "spec": {"url": catalog_server.url, "credentialsSecretName": "central-credentials",
-                 "caSecretName": "central-ca", "refreshInterval": "30s"},
-    })  # fmt: skip
+    _trust(plane, "central", catalog_server)
 
     def source_ready() -> dict[str, object] | None:
         status = get_json(plane, "modelcatalogsource", "central").get("status") or {}
@@ -284,14 +289,7 @@ def test_blobs_that_are_not_their_digest_fail_the_import_and_tag_nothing(
     wait_phase(control_plane, "smollm2-central", None, "Ready", timeout=300)
 
     plane = cluster_b.plane
-    _secret(plane, "tampered-credentials", {"token": server.token.encode()})
-    _secret(plane, "tampered-ca", {"ca.crt": server.ca_cert.read_bytes()})
-    apply(plane, {
-        "apiVersion": "ai.deckhouse.io/v1alpha1", "kind": "ModelCatalogSource",
-        "metadata": {"name": "tampered"},
-        "spec": {"url": server.url, "credentialsSecretName": "tampered-credentials",
-                 "caSecretName": "tampered-ca", "refreshInterval": "30s"},
-    })  # fmt: skip
+    _trust(plane, "tampered", server)
     apply(plane, {
         "apiVersion": "ai.deckhouse.io/v1alpha1", "kind": "ClusterModel",
         "metadata": {"name": "smollm2-imported"},

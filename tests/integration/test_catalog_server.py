@@ -26,19 +26,14 @@ from controller.naming import ObjectKey, repository
 from tests.ground.catalog import CatalogServerProcess, run_catalog_server
 from tests.ground.controlplane import ControlPlane
 from tests.ground.registry import Registry
+from tests.integration.server_setup import account_kubeconfig, push_artifact
 from tests.unit.worker.oci.artifacts import MANIFEST, Layer, manifest_document, sha256
 
 pytestmark = pytest.mark.integration
 
 PREFIX = "ai-models"
 SYSTEM, SERVER = "catalog-system", "catalog-server"
-RBAC = "rbac.authorization.k8s.io"
 NAMESPACES = Resource("", "v1", "namespaces", "Namespace", False)
-ACCOUNTS = Resource("", "v1", "serviceaccounts", "ServiceAccount", True)
-ROLES = Resource(RBAC, "v1", "roles", "Role", True)
-BINDINGS = Resource(RBAC, "v1", "rolebindings", "RoleBinding", True)
-CLUSTER_ROLES = Resource(RBAC, "v1", "clusterroles", "ClusterRole", False)
-CLUSTER_BINDINGS = Resource(RBAC, "v1", "clusterrolebindings", "ClusterRoleBinding", False)
 SCHEMAS = Path(__file__).resolve().parents[2] / "docs" / "schemas"
 
 
@@ -74,7 +69,7 @@ class Ground:
         ]
         document = manifest_document(self.work / "blobs", layers)
         blobs = [b"{}", *(x.data for x in layers)]
-        digest = _push(self.registry, repo, document, blobs)
+        digest = push_artifact(self.registry, repo, document, blobs)
         size = sum(len(b) for b in blobs)
         status: dict[str, Any] = {"phase": "Ready" if ready else "Pending"}
         if ready:
@@ -104,56 +99,23 @@ class Ground:
         return self.server.get(path, token, Accept=MANIFEST, **headers)
 
 
-def _push(registry: Registry, repo: str, document: dict[str, Any], blobs: list[bytes]) -> str:
-    base = f"{registry.url}/v2/{repo}"
-    for blob in blobs:
-        started = requests.post(f"{base}/blobs/uploads/", timeout=10)
-        assert started.status_code == 202, started.text
-        location = started.headers["Location"]
-        location = f"{registry.url}{location}" if location.startswith("/") else location
-        joiner = "&" if "?" in location else "?"
-        done = requests.put(f"{location}{joiner}digest={sha256(blob)}", data=blob, timeout=30)
-        assert done.status_code == 201, done.text
-    manifest = json.dumps(document).encode()
-    put = requests.put(
-        f"{base}/manifests/{sha256(manifest)}", data=manifest,
-        headers={"Content-Type": MANIFEST}, timeout=10,
-    )  # fmt: skip
-    assert put.status_code == 201, put.text
-    return sha256(manifest)
-
-
-def _server_kubeconfig(kube: KubeClient, plane: ControlPlane, path: Path) -> Path:
-    """A ServiceAccount with exactly the chart's rules: list clustermodels, get the two Secrets
-    by name (helm/ai-models/templates/catalog-server.yaml)."""
-    kube.create(NAMESPACES, {"metadata": {"name": SYSTEM}})
-    kube.create(ACCOUNTS, {"metadata": {"name": "catalog"}}, SYSTEM)
-    subject = [{"kind": "ServiceAccount", "name": "catalog", "namespace": SYSTEM}]
-    cluster_rules = [
-        {"apiGroups": ["ai.deckhouse.io"], "resources": ["clustermodels"], "verbs": ["list"]}
-    ]
-    secrets = [f"{SERVER}-token", f"{SERVER}-grant-key"]
-    rules = [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"],
-              "resourceNames": secrets}]  # fmt: skip
-    kube.create(CLUSTER_ROLES, {"metadata": {"name": "catalog-test"}, "rules": cluster_rules})
-    kube.create(CLUSTER_BINDINGS, {"metadata": {"name": "catalog-test"}, "subjects": subject,
-        "roleRef": {"apiGroup": RBAC, "kind": "ClusterRole", "name": "catalog-test"}})  # fmt: skip
-    kube.create(ROLES, {"metadata": {"name": "catalog"}, "rules": rules}, SYSTEM)
-    kube.create(BINDINGS, {"metadata": {"name": "catalog"}, "subjects": subject,
-        "roleRef": {"apiGroup": RBAC, "kind": "Role", "name": "catalog"}}, SYSTEM)  # fmt: skip
-    request = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
-               "spec": {"expirationSeconds": 7200}}  # fmt: skip
-    token = kube.request("POST", ACCOUNTS.path(SYSTEM, "catalog", "token"), body=request)
-    return plane.write_kubeconfig(path, {"token": token["status"]["token"]})
-
-
 @pytest.fixture(scope="module")
 def ground(
     crds: ControlPlane, registry: Registry, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Ground]:
     work = tmp_path_factory.mktemp("catalog")
     kube = KubeClient(load_api_client(str(crds.kubeconfig)))
-    kubeconfig = _server_kubeconfig(kube, crds, work / "catalog.kubeconfig")
+    kube.create(NAMESPACES, {"metadata": {"name": SYSTEM}})
+    # The chart's rules (helm/ai-models/templates/catalog-server.yaml): list clustermodels, get
+    # the two Secrets by name.
+    kubeconfig = account_kubeconfig(
+        kube, crds, work / "catalog.kubeconfig", (SYSTEM, "catalog"),
+        rules=[{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"],
+                "resourceNames": [f"{SERVER}-token", f"{SERVER}-grant-key"]}],
+        cluster_rules=[
+            {"apiGroups": ["ai.deckhouse.io"], "resources": ["clustermodels"], "verbs": ["list"]}
+        ],
+    )  # fmt: skip
     with run_catalog_server(
         work, kube, kubeconfig, registry.host, namespace=SYSTEM, name=SERVER
     ) as server:
@@ -377,7 +339,7 @@ def test_a_large_blob_streams_through_without_being_held(ground: Ground) -> None
     repo = repository(PREFIX, ObjectKey("ClusterModel", "", name), created["metadata"]["uid"])
     big = os.urandom(size)
     document = manifest_document(ground.work / "blobs", [Layer("model.safetensors", big)])
-    digest = _push(ground.registry, repo, document, [b"{}", big])
+    digest = push_artifact(ground.registry, repo, document, [b"{}", big])
     status = {"phase": "Ready", "artifact": {"kind": "OCI", "digest": digest, "sizeBytes": size}}
     ground.kube.merge_patch(CLUSTER_MODELS, name, {"status": status}, sub="status")
     token = ground.grant(name, digest).json()["token"]

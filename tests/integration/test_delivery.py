@@ -29,6 +29,7 @@ from delivery.cli import build_parser, build_server
 from delivery.server import DeliveryServer
 from tests.ground.controlplane import ControlPlane
 from tests.ground.registry import Registry
+from tests.integration.server_setup import ACCOUNTS, account_kubeconfig, push_artifact
 from tests.integration.worker_cli_helpers import (
     CountingProxy,
     WorkerRun,
@@ -45,11 +46,6 @@ NS_A, NS_B, SYSTEM = "delivery-a", "delivery-b", "delivery-system"
 PREFIX = "ai-models"
 AUDIENCE = "ai-models-delivery"
 NAMESPACES = Resource("", "v1", "namespaces", "Namespace", False)
-ACCOUNTS = Resource("", "v1", "serviceaccounts", "ServiceAccount", True)
-ROLES = Resource("rbac.authorization.k8s.io", "v1", "clusterroles", "ClusterRole", False)
-BINDINGS = Resource(
-    "rbac.authorization.k8s.io", "v1", "clusterrolebindings", "ClusterRoleBinding", False
-)
 DELIVERY_RULES = [
     {"apiGroups": ["authentication.k8s.io"], "resources": ["tokenreviews"], "verbs": ["create"]},
     {"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]},
@@ -85,7 +81,7 @@ class Ground:
         key = ObjectKey("Model" if kind == "Model" else "ClusterModel", namespace, name)
         repo = repository(PREFIX, key, created["metadata"]["uid"])
         document = manifest_document(self.work / "blobs", layers)
-        digest = _push(self.registry, repo, document, [b"{}", *(x.data for x in layers)])
+        digest = push_artifact(self.registry, repo, document, [b"{}", *(x.data for x in layers)])
         status = {"phase": "Ready", "artifact": {"kind": "OCI", "digest": digest}}
         self.kube.merge_patch(res, name, {"status": status}, namespace or None, sub="status")
         return digest
@@ -150,46 +146,11 @@ class Ground:
         return self.server.metrics.value(name)
 
 
-def _push(registry: Registry, repo: str, document: dict[str, Any], blobs: list[bytes]) -> str:
-    base = f"{registry.url}/v2/{repo}"
-    for blob in blobs:
-        started = requests.post(f"{base}/blobs/uploads/", timeout=10)
-        assert started.status_code == 202, started.text
-        location = started.headers["Location"]
-        location = f"{registry.url}{location}" if location.startswith("/") else location
-        joiner = "&" if "?" in location else "?"
-        done = requests.put(f"{location}{joiner}digest={sha256(blob)}", data=blob, timeout=30)
-        assert done.status_code == 201, done.text
-    manifest = json.dumps(document).encode()
-    put = requests.put(
-        f"{base}/manifests/{sha256(manifest)}", data=manifest,
-        headers={"Content-Type": MANIFEST}, timeout=10,
-    )  # fmt: skip
-    assert put.status_code == 201, put.text
-    return sha256(manifest)
-
-
 def _wait(check: Any, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while not check():
         assert time.monotonic() < deadline, "timed out"
         time.sleep(0.2)
-
-
-def _delivery_kubeconfig(kube: KubeClient, plane: ControlPlane, path: Path) -> Path:
-    """A kubeconfig of a ServiceAccount with only the delivery's ClusterRole."""
-    kube.create(ACCOUNTS, {"metadata": {"name": "delivery"}}, SYSTEM)
-    kube.create(ROLES, {"metadata": {"name": "ai-models-delivery-test"}, "rules": DELIVERY_RULES})
-    kube.create(BINDINGS, {
-        "metadata": {"name": "ai-models-delivery-test"},
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
-                    "name": "ai-models-delivery-test"},
-        "subjects": [{"kind": "ServiceAccount", "name": "delivery", "namespace": SYSTEM}],
-    })  # fmt: skip
-    request = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
-               "spec": {"expirationSeconds": 7200}}  # fmt: skip
-    token = kube.request("POST", ACCOUNTS.path(SYSTEM, "delivery", "token"), body=request)
-    return plane.write_kubeconfig(path, {"token": token["status"]["token"]})
 
 
 def start_delivery(
@@ -221,7 +182,9 @@ def ground(
         kube.create(NAMESPACES, {"metadata": {"name": namespace}})
     for namespace in (NS_A, NS_B):
         _wait(lambda ns=namespace: kube.get(ACCOUNTS, "default", ns) is not None)
-    kubeconfig = _delivery_kubeconfig(kube, crds, work / "delivery.kubeconfig")
+    kubeconfig = account_kubeconfig(
+        kube, crds, work / "delivery.kubeconfig", (SYSTEM, "delivery"), cluster_rules=DELIVERY_RULES
+    )
     proxy = CountingProxy(registry.host)
     server = start_delivery(work, kubeconfig, proxy.host, "1Gi")
     try:
