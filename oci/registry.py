@@ -34,7 +34,6 @@ from oci.auth import (
     parse_challenge,
     token_in_answer,
 )
-from oci.body import SizedBody
 from oci.digest import is_digest, sha256_digest
 from oci.errors import BadResponse, TlsFailure, Unauthorized, Unavailable
 from oci.manifest import MAX_MANIFEST_BYTES, Manifest, parse_bounded_json
@@ -267,21 +266,19 @@ class RegistryClient:
         return _location(response)
 
     def upload_stream(
-        self, repository: str, location: str, pieces: Iterable[bytes], offset: int, length: int
+        self, repository: str, location: str, pieces: Iterable[bytes | memoryview]
     ) -> str:
-        """PATCHes ``length`` bytes at ``offset`` in one request whose body streams from
-        ``pieces`` as they come; returns the session's next location. Tried once (a stream
-        cannot be replayed): a lost connection raises ``Unavailable`` and the caller resumes
-        from the session's offset (``upload_offset``). ``length`` > 0."""
-        headers = {
-            "Content-Type": "application/octet-stream",
-            "Content-Range": f"{offset}-{offset + length - 1}",
-        }
+        """Appends ``pieces`` to the session in one PATCH whose body streams as they come
+        (``Transfer-Encoding: chunked``, the streamed upload docker clients use); returns the
+        session's next location. The sender may end the body early, at any piece: the registry
+        keeps what it got and the session stays valid. Tried once (a stream cannot be
+        replayed): a lost connection raises ``Unavailable`` and the caller resumes from the
+        session's offset (``upload_offset``)."""
         response = self._send(
-            "PATCH", location, scope=_push(repository), data=SizedBody(pieces, length),
-            headers=headers, once=True,
+            "PATCH", location, scope=_push(repository), data=iter(pieces),
+            headers={"Content-Type": "application/octet-stream"}, once=True,
         )  # fmt: skip
-        raise_for_registry_status(response, f"upload at {offset} to {repository}")
+        raise_for_registry_status(response, f"streamed upload to {repository}")
         return _location(response)
 
     def finish_upload(self, repository: str, location: str, digest: str, data: bytes = b"") -> None:

@@ -29,88 +29,17 @@ Environment (the Job sets those ``api/protocol.py`` names; all optional on a lap
 ``AI_MODELS_TERMINATION_LOG``, ``AI_MODELS_LOG_FORMAT`` (``text``, the default, or ``json``);
 ``materialize-pod``: ``AI_MODELS_DELIVERY_CA`` (CA file of an HTTPS delivery endpoint),
 ``POD_NAMESPACE`` (else the token's namespace claim).
+
+Start-up cost: this module imports only ``argparse`` and the standard library, so ``--help`` and
+a wrong argument answer at once; the rest (logging, the error types, the command's own modules)
+is imported by ``worker.cli_run`` once the arguments are valid; ``prepare`` does not import
+the pull side (``worker.commands``).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import sys
 from pathlib import Path
-from typing import Any
-
-import structlog
-
-from api import protocol
-from oci.errors import InvalidReference
-from worker import logs
-from worker.errors import (
-    InsufficientStorage,
-    PermanentError,
-    WorkerError,
-    is_out_of_space,
-)
-from worker.memory import limit_heap_retention
-from worker.oci.layout import InvalidLayout
-
-log = structlog.get_logger("worker")
-
-
-def configure_logging() -> None:
-    logs.configure()  # text lines for people, or JSON (AI_MODELS_LOG_FORMAT): worker/logs.py
-
-
-def write_termination(payload: dict[str, str]) -> None:
-    """In a pod (``POD_NAME`` set) the kubelet reads ``/dev/termination-log``; on a laptop no
-    such file is written unless ``AI_MODELS_TERMINATION_LOG`` names one."""
-    configured = os.environ.get("AI_MODELS_TERMINATION_LOG")
-    if not configured and not os.environ.get(protocol.ENV_POD_NAME):
-        return
-    path = Path(configured or protocol.TERMINATION_LOG_PATH)
-    try:
-        with path.open("w") as handle:
-            handle.write(json.dumps(logs.with_tail(payload), ensure_ascii=True))
-    except OSError:
-        pass  # not in a pod (or not writable): stdout carries the same JSON
-
-
-def emit(payload: dict[str, Any]) -> None:
-    sys.stdout.write(json.dumps(payload, sort_keys=True) + "\n")
-    sys.stdout.flush()
-    logs.result(payload)
-
-
-class InvalidDestination(PermanentError):  # noqa: N818 - named after its reason
-    """DEST (or REF) is neither a valid OCI reference nor a usable directory."""
-
-    reason = "InvalidDestination"
-
-
-def _out_of_space(error: OSError, args: argparse.Namespace) -> InsufficientStorage:
-    """A full disk that no lower layer reported: names the file when known, else the directory
-    written to (DEST of ``materialize`` or of a layout; the workspace for a registry DEST)."""
-    where = error.filename
-    if where is None:
-        from worker.oci.target import is_layout_path
-
-        dest = str(args.dest)
-        registry_dest = args.command == "prepare" and not is_layout_path(dest)
-        where = os.environ.get(protocol.ENV_AI_MODELS_WORKSPACE, ".") if registry_dest else dest
-    return InsufficientStorage(
-        f"{where}: no space left on its device ({error.strerror}); free space or give the "
-        "worker a larger volume, then run again"
-    )
-
-
-def fail(error: WorkerError) -> int:
-    """The failure as one JSON line ``{reason, message}`` on stderr (no traceback), the same in
-    the termination log; exit 2 when permanent, 1 when transient."""
-    payload = error.to_termination_message()
-    write_termination(payload)
-    sys.stderr.write(json.dumps(payload, ensure_ascii=False) + "\n")
-    sys.stderr.flush()
-    return error.exit_code
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -143,35 +72,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    configure_logging()
-    limit_heap_retention()
-    from worker import commands  # the heavy imports wait until the arguments are valid
+    from worker.cli_run import run  # the imports of logging and the command start here
 
-    try:
-        if args.command == "prepare":
-            emit(commands.prepare(args.source, args.dest))
-        elif args.command == "inspect":
-            found = commands.inspect(args.source)
-            if args.json:
-                emit(found)
-            else:
-                sys.stdout.write(commands.describe(found))
-        elif args.command == "materialize-pod":
-            emit(commands.materialize_pod(args.digests, args.token, args.endpoint, args.dest))
-        else:
-            emit(commands.materialize(args.ref, args.dest))
-    except WorkerError as error:
-        return fail(error)
-    except (InvalidReference, InvalidLayout) as error:
-        return fail(InvalidDestination(str(error)))
-    except KeyboardInterrupt:
-        return 130
-    except Exception as error:
-        if is_out_of_space(error):
-            return fail(_out_of_space(error, args))
-        log.exception("unexpected failure")
-        payload = {"reason": "WorkerCrashed", "message": f"{type(error).__name__}: {error}"[:2000]}
-        write_termination(payload)
-        sys.stderr.write(json.dumps(payload) + "\n")
-        return protocol.TRANSIENT_EXIT_CODE
-    return protocol.SUCCESS_EXIT_CODE
+    return run(args)

@@ -238,9 +238,8 @@ def _proxy_handler(proxy: CountingProxy) -> type[BaseHTTPRequestHandler]:
             pass
 
         def _serve(self) -> None:
-            length = int(self.headers.get("Content-Length") or 0)
-            body = self.rfile.read(length) if length else b""
-            if len(body) < length:  # the client died mid-request
+            body = self._body()
+            if body is None:  # the client died mid-request
                 self.close_connection = True
                 return
             if proxy.holds(self.command, len(body)):
@@ -264,6 +263,21 @@ def _proxy_handler(proxy: CountingProxy) -> type[BaseHTTPRequestHandler]:
                 if self.command != "HEAD":
                     self.wfile.write(data)
 
+        def _body(self) -> bytes | None:
+            if self.headers.get("Transfer-Encoding", "").lower() != "chunked":
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                return body if len(body) == length else None
+            pieces = []  # a streamed upload: <hex size>CRLF<data>CRLF ... 0CRLF CRLF
+            try:
+                while size := int(self.rfile.readline().split(b";")[0], 16):
+                    pieces.append(self.rfile.read(size))
+                    self.rfile.readline()
+            except ValueError:  # a line cut short
+                return None
+            self.rfile.readline()
+            return b"".join(pieces)
+
         def _deliver_half(self, body: bytes) -> None:
             host, _, port = proxy.upstream.partition(":")
             lines = [f"{self.command} {self.path} HTTP/1.1"]
@@ -279,7 +293,8 @@ def _proxy_handler(proxy: CountingProxy) -> type[BaseHTTPRequestHandler]:
             host, _, port = proxy.upstream.partition(":")
             upstream = http.client.HTTPConnection(host, int(port), timeout=60)
             try:
-                headers = {k: v for k, v in self.headers.items() if k.lower() != "connection"}
+                skipped = ("connection", "transfer-encoding", "content-length")
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in skipped}
                 upstream.request(self.command, self.path, body=body, headers=headers)
                 answer = upstream.getresponse()
                 return answer.status, answer.getheaders(), answer.read()

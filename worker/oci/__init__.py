@@ -4,7 +4,7 @@ image layout directory, and pulling it back into a directory.
     modelpack        pure builders: the ModelPack config and the OCI manifest (no I/O)
     content          re-chunking, resumable chunk openers, the DigestMismatch fact
     registry_errors  the shared registry client's errors (``oci``) as the worker's reasons
-    upload           chunked, resumable blob uploads over the registry client
+    upload           resumable blob uploads (streamed or chunked) over the registry client
     layout           an OCI image layout directory (atomic blobs, index.json)
     target           where an artifact goes: a registry repository or a layout directory
     publish          the transfer engine: plan + source -> blobs, config, manifest

@@ -8,7 +8,9 @@ sent), ``config`` (the ModelPack config blob), ``manifest`` (the manifest, tagge
 
 Up to ``concurrency`` files move at once, each streamed from ``Source.stream`` straight into
 the target; memory stays around ``2 * chunk_size * concurrency`` (one source chunk and one
-upload chunk per file in flight). One transfer per digest: files with the same content (known
+upload chunk per file in flight), and for a local plan around ``LOCAL_READ_SIZE *
+concurrency``: a local file is read in 1 MiB pieces and streamed to the registry in one
+request (``upload.py``). One transfer per digest: files with the same content (known
 in advance or learned by hashing first) are sent once; the others wait for it and count as
 skipped. Only a large remote file without a stated sha256 is hashed while it streams.
 """
@@ -40,6 +42,7 @@ from worker.oci.target import ArtifactTarget
 from worker.plan import PlannedFile, Source, SourcePlan
 
 DEFAULT_CHUNK_SIZE = 8 << 20
+LOCAL_READ_SIZE = 1 << 20
 log = structlog.get_logger("publish")
 Stage = Literal["transfer", "config", "manifest"]
 
@@ -152,6 +155,9 @@ class _Transfer:
         self._target = target
         self._progress = progress
         self._chunk_size = chunk_size
+        # A local file is read in small pieces: its upload streams (no chunk is assembled), so
+        # a smaller read only lowers the memory held per file in flight.
+        self._read_size = min(chunk_size, LOCAL_READ_SIZE) if hash_first else chunk_size
         self._hash_first = hash_first
         self._stop = threading.Event()
         self._flights = _Flights()
@@ -247,6 +253,7 @@ class _Transfer:
                     planned.size,
                     known,
                     lambda nbytes: self._progress.advance(planned.path, nbytes),
+                    streamed=self._hash_first,
                 )
             except DigestMismatch as mismatch:
                 if attempt == 2:
@@ -260,7 +267,7 @@ class _Transfer:
         raise AssertionError("unreachable")
 
     def _chunks(self, path: str, offset: int) -> Iterator[bytes]:
-        for chunk in self._source.stream(path, offset, self._chunk_size):
+        for chunk in self._source.stream(path, offset, self._read_size):
             if self._stop.is_set():
                 raise _Cancelled(path)
             yield chunk

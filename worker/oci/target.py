@@ -53,10 +53,17 @@ class ArtifactTarget(Protocol):
         ...
 
     def put_blob(
-        self, open_chunks: ChunkOpener, size: int, digest: str | None, on_bytes: ByteCounter
+        self,
+        open_chunks: ChunkOpener,
+        size: int,
+        digest: str | None,
+        on_bytes: ByteCounter,
+        *,
+        streamed: bool = False,
     ) -> str:
         """Stores a blob of ``size`` bytes; returns its digest. ``DigestMismatch`` when the
-        bytes do not match ``digest`` or ``size``."""
+        bytes do not match ``digest`` or ``size``. ``streamed``: the source is cheap to read
+        again (a local file), so a registry gets the blob in one streaming request."""
         ...
 
     def put_manifest(self, data: bytes, media_type: str, tag: str | None) -> str:
@@ -99,11 +106,18 @@ class RegistryTarget:
             return any(client.mount_blob(repository, digest, other) for other in self._mount_from)
 
     def put_blob(
-        self, open_chunks: ChunkOpener, size: int, digest: str | None, on_bytes: ByteCounter
+        self,
+        open_chunks: ChunkOpener,
+        size: int,
+        digest: str | None,
+        on_bytes: ByteCounter,
+        *,
+        streamed: bool = False,
     ) -> str:
         upload = BlobUpload(
-            self.client, self.reference.repository, self._sessions, open_chunks, size, digest
-        )
+            self.client, self.reference.repository, self._sessions, open_chunks, size, digest,
+            streamed=streamed,
+        )  # fmt: skip
         with registry_errors():
             return upload.run(on_bytes)
 
@@ -130,8 +144,15 @@ class LayoutTarget:
         return self.layout.has_blob(digest, size)
 
     def put_blob(
-        self, open_chunks: ChunkOpener, size: int, digest: str | None, on_bytes: ByteCounter
+        self,
+        open_chunks: ChunkOpener,
+        size: int,
+        digest: str | None,
+        on_bytes: ByteCounter,
+        *,
+        streamed: bool = False,
     ) -> str:
+        del streamed  # a file in a layout is written as it streams anyway
         return self.layout.write_blob(open_chunks, size, digest, on_bytes)
 
     def put_manifest(self, data: bytes, media_type: str, tag: str | None) -> str:

@@ -1,15 +1,25 @@
-"""Resumable blob uploads: POST a session, one streaming PATCH, PUT ``?digest=``.
+"""Resumable blob uploads: POST a session, PATCH the bytes, PUT ``?digest=``.
 
-The PATCH carries the whole blob (``Content-Length`` of the bytes still missing) and its body
-streams from the source as it reads: memory is one source chunk per upload, whatever the file
-size, and the registry does its per-request work (sync, bookkeeping) once per blob instead of
-once per chunk. A blob of at most one chunk whose digest is known goes in the PUT itself (two
-requests, no PATCH).
+Two ways to PATCH, chosen by the caller for the source's cost of reading again:
 
-The registry answers the POST and the PATCH with the session's location; for a blob whose digest
-is known in advance that location is remembered (in memory and, when a state file is given, on
-disk), so an upload that died (the connection broke, the source stream broke, the pod was
-killed) resumes where the registry's committed offset (``GET`` of the session: ``Range:
+- **Streamed** (a local file): one PATCH carries the whole blob (``Transfer-Encoding:
+  chunked``, the streamed upload docker clients use) and its body streams from the source as
+  it reads, so the registry does its per-request work (sync, bookkeeping) once per blob instead
+  of once per chunk. A source that fails ends the body where it failed: the request completes
+  and the session stays resumable from there. A worker killed mid-request loses the session
+  (docker-registry cancels a session whose size is not the offset its location names), and the
+  file is read and sent again: cheap for a file on disk.
+- **Chunked** (a download): one PATCH per chunk (``RegistrySettings.chunk_size``), each read
+  whole before it is sent. Every answered PATCH is a point to resume from that costs no
+  download again, which is worth the per-request cost when the source is the slower side.
+
+Either way memory is one chunk per upload, whatever the file size, and a blob of at most one
+chunk whose digest is known goes in the PUT itself (two requests, no PATCH).
+
+The registry answers the POST and every PATCH with the session's location; for a blob whose
+digest is known in advance that location is remembered (in memory and, when a state file is
+given, on disk), so an upload that died (the source stream broke, the connection broke, the pod
+was killed) resumes where the registry's committed offset (``GET`` of the session: ``Range:
 0-<last>``) says, with a new PATCH from there, and the source is reopened at that offset:
 committed bytes are neither read from the source nor sent again.
 
@@ -31,14 +41,15 @@ from pathlib import Path
 
 import structlog
 
-from oci.errors import Refused, Unavailable
+from oci.errors import Refused, RegistryError, Unavailable
 from oci.registry import RegistryClient
 from worker.errors import RegistryUnavailable, is_out_of_space
-from worker.oci.content import ByteCounter, ChunkOpener, DigestMismatch
+from worker.oci.content import ByteCounter, ChunkOpener, DigestMismatch, rechunk
 
 # The registry's answers when a PATCH does not fit the session any more (a partial write of a
 # failed request moved the offset, or the registry dropped the session).
 _SESSION_LOST_STATUSES = frozenset({400, 404, 416})
+_PIECE = 1 << 20
 log = structlog.get_logger("worker")
 
 
@@ -87,7 +98,7 @@ class UploadSessions:
 
 
 class _StreamBrokenError(Exception):
-    """The one streaming PATCH did not complete (connection lost, 5xx, token renewed)."""
+    """The streaming PATCH did not complete (connection lost, 5xx, token renewed)."""
 
 
 @dataclass
@@ -111,13 +122,19 @@ class BlobUpload:
         open_chunks: ChunkOpener,
         size: int,
         digest: str | None,
+        *,
+        streamed: bool = False,
     ) -> None:
+        """``streamed``: the source is cheap to read again (a local file), so the blob goes in
+        one streaming PATCH; otherwise in PATCHes of one chunk each, every one a point to
+        resume from (see the module's docstring)."""
         self._client = client
         self._repository = repository
         self._sessions = sessions
         self._open = open_chunks
         self._size = size
         self._digest = digest
+        self._streamed = streamed
 
     def run(self, on_bytes: ByteCounter) -> str:
         state = self._resume_or_start(on_bytes)
@@ -138,7 +155,10 @@ class BlobUpload:
     def _attempt(self, state: _Progress, on_bytes: ByteCounter) -> str:
         if self._digest is not None and state.offset == 0 and self._fits_in_put():
             return self._put_whole(state, self._digest, on_bytes)
-        self._send_from(state, on_bytes)
+        if self._streamed:
+            self._stream_from(state, on_bytes)
+        else:
+            self._send_chunks_from(state, on_bytes)
         return self._finish(state)
 
     def _fits_in_put(self) -> bool:
@@ -171,37 +191,59 @@ class BlobUpload:
     def _put_whole(self, state: _Progress, digest: str, on_bytes: ByteCounter) -> str:
         """A small blob: its bytes go in the PUT that closes the session."""
         data = b"".join(self._checked(state))
+        if state.source_error is not None:
+            raise state.source_error
         if len(data) != self._size:
             raise DigestMismatch(str(self._size), str(len(data)), "size")
         self._close(state.location, digest, data)
         on_bytes(len(data))
         return digest
 
-    def _send_from(self, state: _Progress, on_bytes: ByteCounter) -> None:
+    def _stream_from(self, state: _Progress, on_bytes: ByteCounter) -> None:
         if state.offset < self._size:
             state.source_error = None
+            pieces = self._counted(self._checked(state), on_bytes)
             try:
-                state.location = self._client.upload_stream(
-                    self._repository,
-                    state.location,
-                    self._counted(self._checked(state), on_bytes),
-                    state.offset,
-                    self._size - state.offset,
-                )
-            except Exception as error:
+                location = self._client.upload_stream(self._repository, state.location, pieces)
+            except RegistryError as error:
                 if state.source_error is not None:
                     raise state.source_error from None
                 if isinstance(error, Unavailable):
                     raise _StreamBrokenError() from error
                 raise
-            self._remember(state.location)
+            state.location = location
+            self._remember(location)
+            if state.source_error is not None:
+                raise state.source_error
+        if state.offset != self._size:
+            raise DigestMismatch(str(self._size), str(state.offset), "size")
+
+    def _send_chunks_from(self, state: _Progress, on_bytes: ByteCounter) -> None:
+        chunks: Iterable[bytes] = self._open(state.offset)
+        try:
+            for chunk in rechunk(chunks, self._client.settings.chunk_size):
+                if state.offset + len(chunk) > self._size:
+                    raise DigestMismatch(str(self._size), f"more than {self._size}", "size")
+                state.location = self._client.upload_chunk(
+                    self._repository, state.location, chunk, state.offset
+                )
+                state.offset += len(chunk)
+                if state.hasher is not None:
+                    state.hasher.update(chunk)
+                self._remember(state.location)
+                on_bytes(len(chunk))
+        finally:
+            close = getattr(chunks, "close", None)
+            if close is not None:
+                close()
         if state.offset != self._size:
             raise DigestMismatch(str(self._size), str(state.offset), "size")
 
     def _checked(self, state: _Progress) -> Iterator[bytes]:
-        """The source's bytes from ``state.offset``, hashed when the digest is unknown, and
-        exactly as many as the blob announces: a source that ends early would leave the
-        registry waiting for the rest of the announced body."""
+        """The source's bytes from ``state.offset``, hashed when the digest is unknown, and no
+        more than the blob announces. A failing source ends the body where it failed, so the
+        request completes with what was read and the session stays resumable from there; the
+        failure is raised once the registry has answered."""
         chunks: Iterable[bytes] = self._open(state.offset)
         try:
             for chunk in chunks:
@@ -211,22 +253,25 @@ class BlobUpload:
                     state.hasher.update(chunk)
                 state.offset += len(chunk)
                 yield chunk
-            if state.offset != self._size:
-                raise DigestMismatch(str(self._size), str(state.offset), "size")
-        except Exception as error:
+        except Exception as error:  # noqa: BLE001 - raised again after the registry's answer
             state.source_error = error
-            raise
         finally:
             close = getattr(chunks, "close", None)
             if close is not None:
                 close()
 
     @staticmethod
-    def _counted(chunks: Iterator[bytes], on_bytes: ByteCounter) -> Iterator[bytes]:
-        """Progress moves while the one request streams: each piece counts once it is sent."""
+    def _counted(chunks: Iterator[bytes], on_bytes: ByteCounter) -> Iterator[memoryview]:
+        """Progress moves while the one request streams: each piece counts as it goes to the
+        connection (a piece lost with a broken connection is counted again when resent).
+        Pieces are views of at most ``_PIECE`` bytes: the HTTP library copies each one into
+        its chunked framing, and a small copy stays in the reused heap."""
         for chunk in chunks:
-            yield chunk
-            on_bytes(len(chunk))
+            view = memoryview(chunk)
+            for start in range(0, len(view), _PIECE):
+                piece = view[start : start + _PIECE]
+                on_bytes(len(piece))
+                yield piece
 
     def _finish(self, state: _Progress) -> str:
         digest = self._digest

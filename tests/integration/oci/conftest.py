@@ -171,8 +171,7 @@ def _handler(proxy: FaultProxy) -> type[BaseHTTPRequestHandler]:
             pass
 
         def _serve(self) -> None:
-            length = int(self.headers.get("Content-Length") or 0)
-            body = self.rfile.read(length) if length else b""
+            body = self._body()
             fault = proxy.next_fault(self.command, self.path)
             if fault == "reset":
                 # SO_LINGER 0: close with an RST, as a crashed peer or a load balancer does.
@@ -192,10 +191,22 @@ def _handler(proxy: FaultProxy) -> type[BaseHTTPRequestHandler]:
             proxy.count_upload(self.command, self.path, len(body))
             self._forward(body)
 
+        def _body(self) -> bytes:
+            if self.headers.get("Transfer-Encoding", "").lower() != "chunked":
+                length = int(self.headers.get("Content-Length") or 0)
+                return self.rfile.read(length) if length else b""
+            pieces = []  # a streamed upload: <hex size>CRLF<data>CRLF ... 0CRLF CRLF
+            while size := int(self.rfile.readline().split(b";")[0], 16):
+                pieces.append(self.rfile.read(size))
+                self.rfile.readline()
+            self.rfile.readline()
+            return b"".join(pieces)
+
         def _forward(self, body: bytes) -> None:
             host, _, port = proxy.upstream.host.partition(":")
             upstream = http.client.HTTPConnection(host, int(port))
-            headers = {k: v for k, v in self.headers.items() if k.lower() != "connection"}
+            skipped = ("connection", "transfer-encoding", "content-length")
+            headers = {k: v for k, v in self.headers.items() if k.lower() not in skipped}
             upstream.request(self.command, self.path, body=body, headers=headers)
             answer = upstream.getresponse()
             data = answer.read()

@@ -4,6 +4,7 @@ a second push sends no layer bytes; an interrupted upload resumes at the committ
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import urllib.request
@@ -18,9 +19,10 @@ from oci.registry import RegistrySettings
 from tests.ground.models import RealModels
 from tests.ground.registry import Registry
 from tests.integration.oci.conftest import DirectorySource, FaultProxy, sha256_file
+from tests.integration.worker_cli_helpers import CountingProxy
 from worker.errors import SourceUnavailable
 from worker.oci.modelpack import ARTIFACT_TYPE, CONFIG_MEDIA_TYPE, MANIFEST_MEDIA_TYPE
-from worker.oci.publish import PublishedArtifact, publish
+from worker.oci.publish import LOCAL_READ_SIZE, PublishedArtifact, publish
 from worker.oci.target import parse_destination
 from worker.plan import SourcePlan
 
@@ -151,6 +153,41 @@ def test_interrupted_upload_resumes_from_the_committed_offset(
     blob, _ = _get(f"{registry.url}/v2/{repository}/blobs/sha256:{_weights_sha(minilm_plan)}")
     assert blob == (real_models.minilm_dir / "model.safetensors").read_bytes()
     assert artifact.digest.startswith("sha256:")
+
+
+def test_a_local_file_goes_in_one_patch_and_resumes_where_its_source_broke(
+    registry: Registry,
+    real_models: RealModels,
+    minilm_plan: SourcePlan,
+    repository: str,
+    tmp_path: Path,
+) -> None:
+    """A local plan streams each file in one PATCH, read in pieces of ``LOCAL_READ_SIZE``. A
+    source that breaks ends the body where it broke: docker-registry keeps those bytes in a
+    valid session, and the next run goes on from there (a body cut mid-way by the network
+    would cancel the session instead)."""
+    state = tmp_path / "uploads.json"
+    local = dataclasses.replace(minilm_plan, local=True)
+    proxy = CountingProxy(registry.host)
+    try:
+        broken = DirectorySource(
+            real_models.minilm_dir, break_file="model.safetensors", break_after_chunks=5
+        )
+        with pytest.raises(SourceUnavailable, match="connection reset"):
+            _push(proxy.host, repository, local, broken, upload_state=state)
+        weight = [e for e in proxy.exchanges if e.method == "PATCH"]
+        assert [(e.request_bytes, e.status) for e in weight] == [(5 * LOCAL_READ_SIZE, 202)]
+        mark = len(proxy.exchanges)
+        resumed = DirectorySource(real_models.minilm_dir)
+        _push(proxy.host, repository, local, resumed, upload_state=state)
+    finally:
+        proxy.close()
+    size = (real_models.minilm_dir / "model.safetensors").stat().st_size
+    assert resumed.offsets["model.safetensors"] == [5 * LOCAL_READ_SIZE]
+    patches = [e for e in proxy.exchanges[mark:] if e.method == "PATCH"]
+    assert [(e.request_bytes, e.status) for e in patches] == [(size - 5 * LOCAL_READ_SIZE, 202)]
+    blob, _ = _get(f"{registry.url}/v2/{repository}/blobs/sha256:{_weights_sha(minilm_plan)}")
+    assert blob == (real_models.minilm_dir / "model.safetensors").read_bytes()
 
 
 def _weights_sha(plan: SourcePlan) -> str:

@@ -71,6 +71,8 @@ class MemoryRegistry:
     cut_patch: Callable[[int], int | None] = lambda _: None
     """For PATCH number n: how many of its body's bytes land before the connection breaks."""
     puts_with_body: int = 0
+    patch_sizes: list[int] = field(default_factory=list)
+    """Bytes each PATCH delivered."""
 
     def __call__(self, request: requests.PreparedRequest) -> Answer:
         url = urlsplit(request.url or "")
@@ -103,9 +105,10 @@ class MemoryRegistry:
         if method == "PATCH":
             self.patches += 1
             if failure := self.fail_patch(self.patches):
+                _drain(request.body)  # the client sends its body before it reads the answer
                 return failure
-            start = int(request.headers["Content-Range"].split("-")[0])
-            if start != len(data):
+            claimed = request.headers.get("Content-Range")  # absent in a streamed upload
+            if claimed is not None and int(claimed.split("-")[0]) != len(data):
                 return 416, {}, error_body("BLOB_UPLOAD_INVALID")
             return self._patch(data, request, self.cut_patch(self.patches), location)
         body = bytes(request.body or b"")
@@ -120,20 +123,25 @@ class MemoryRegistry:
             return 201, {}, b""
         return 405, {}, b""
 
-    @staticmethod
-    def _patch(data: bytearray, request: Any, cut: int | None, location: dict[str, str]) -> Answer:
+    def _patch(
+        self, data: bytearray, request: Any, cut: int | None, location: dict[str, str]
+    ) -> Answer:
         """Takes the body piece by piece as a registry writes it: the bytes of a body that
-        breaks (the sender's stream failed, or ``cut``) stay in the session."""
+        breaks (``cut``) stay in the session. A chunk upload (``Content-Length``) must carry
+        exactly that many bytes; a streamed one (chunked) takes what comes."""
         body = request.body
         pieces = [body] if isinstance(body, (bytes, bytearray)) else body
         received = 0
         for piece in pieces:
             if cut is not None and received + len(piece) >= cut:
                 data += piece[: cut - received]
+                self.patch_sizes.append(cut)
                 raise requests.ConnectionError("connection reset by the fake registry")
             data += piece
             received += len(piece)
-        if received != int(request.headers["Content-Length"]):
+        self.patch_sizes.append(received)
+        length = request.headers.get("Content-Length")
+        if length is not None and received != int(length):
             return 400, {}, error_body("SIZE_INVALID", "body shorter than Content-Length")
         return 202, {**location, "Range": f"0-{len(data) - 1}"}, b""
 
@@ -148,3 +156,8 @@ class MemoryRegistry:
             return 404, {}, error_body("MANIFEST_UNKNOWN")
         headers = {"Content-Type": "application/vnd.oci.image.manifest.v1+json"}
         return 200, headers, b"" if method == "HEAD" else manifest
+
+
+def _drain(body: Any) -> None:
+    for _ in [body] if isinstance(body, (bytes, bytearray, type(None))) else body:
+        pass

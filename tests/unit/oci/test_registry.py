@@ -279,3 +279,22 @@ def test_an_unavailable_registry_keeps_its_last_status() -> None:
     with pytest.raises(Unavailable) as raised:
         dead.blob_size("a", DIGEST)
     assert raised.value.status is None
+
+
+@pytest.mark.parametrize(
+    ("answer", "message"),
+    [
+        (requests.ConnectionError("reset"), "registry connection lost: PATCH /v2/a/uploads/1 "),
+        ((503, {}, b""), "streamed upload to a: registry answered 503"),
+    ],
+)
+def test_a_streamed_upload_is_sent_once(answer: Answer | Exception, message: str) -> None:
+    # A streamed body cannot be replayed: the caller resumes from the session's offset instead.
+    client, transport, clock = _client([answer])
+    with pytest.raises(Unavailable, match=message):
+        client.upload_stream("a", "https://r.test/v2/a/uploads/1", [b"abc", b"de"])
+    assert len(transport.requests) == 1
+    assert clock.sleeps == []
+    sent = transport.requests[0]
+    assert sent.headers["Transfer-Encoding"] == "chunked"
+    assert "Content-Length" not in sent.headers

@@ -16,7 +16,7 @@ import pytest
 
 from api.model import ResolvedMetadata
 from oci.reference import Reference
-from oci.registry import RegistryClient
+from oci.registry import RegistryClient, RegistrySettings
 from tests.unit.oci.fakes import FakeClock, FakeTransport, MemoryRegistry
 from worker.errors import InvalidWeights, RegistryUnavailable, SourceUnavailable
 from worker.inspect.reader import ByteSource
@@ -122,6 +122,22 @@ def test_publish_to_a_registry_reports_stages_and_bytes() -> None:
     ]
 
 
+@pytest.mark.parametrize(("local", "patch_sizes"), [(True, [5000]), (False, [2048, 2048, 904])])
+def test_a_local_file_goes_in_one_streamed_patch_a_download_chunk_by_chunk(
+    local: bool, patch_sizes: list[int]
+) -> None:
+    # A download is the slower side and costly to repeat: each chunk is a point to resume from.
+    registry = MemoryRegistry()
+    client = RegistryClient(
+        "r.test", settings=RegistrySettings(chunk_size=2048), transport=FakeTransport(registry)
+    )
+    target = RegistryTarget(client, Reference("r.test", "ai/tiny", "uid-1"))
+    plan = dataclasses.replace(_plan(), local=local)
+    publish(plan, MemorySource(), RESOLVED, target, progress=Events(), chunk_size=2048)
+    assert registry.patch_sizes == patch_sizes  # the two 5000-byte weights have one content
+    assert registry.puts_with_body == 3  # config.json, README.md and the config blob
+
+
 def test_known_blobs_are_neither_downloaded_nor_sent_again() -> None:
     registry = MemoryRegistry()
     first = _publish(_registry_target(registry), MemorySource(), Events())
@@ -185,12 +201,20 @@ class RacingTarget:
                 self._both.wait(timeout=0.5)
         return self.inner.has_blob(digest, size)
 
-    def put_blob(self, open_chunks: Any, size: int, digest: str | None, on_bytes: Any) -> str:
+    def put_blob(
+        self,
+        open_chunks: Any,
+        size: int,
+        digest: str | None,
+        on_bytes: Any,
+        *,
+        streamed: bool = False,
+    ) -> str:
         with self._lock:
             self.puts[str(digest)] = self.puts.get(str(digest), 0) + 1
         if self.fail:
             raise RegistryUnavailable("registry 503 after 6 attempts (test)")
-        return self.inner.put_blob(open_chunks, size, digest, on_bytes)
+        return self.inner.put_blob(open_chunks, size, digest, on_bytes, streamed=streamed)
 
     def put_manifest(self, data: bytes, media_type: str, tag: str | None) -> str:
         return self.inner.put_manifest(data, media_type, tag)
