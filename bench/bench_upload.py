@@ -156,7 +156,9 @@ def token_timing(replica: GatewayReplica, kube: KubeClient, base: int) -> dict[s
         variants = {"first": ("X" if token[0] != "X" else "Y") + token[1:],
                     "last": token[:-1] + ("X" if token[-1] != "X" else "Y")}  # fmt: skip
         # One untimed try reads the record into the replica's cache (1 s), the rest are timed.
-        http.head(f"{replica.url}/v1/uploads/{name}", headers={"Authorization": "Bearer x"})
+        http.head(
+            f"{replica.url}/v1/uploads/{name}", headers={"Authorization": "Bearer x"}, timeout=30
+        )
         for round_ in range(4):
             order = list(variants.items())
             for label, wrong in order if round_ % 2 else reversed(order):

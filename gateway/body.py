@@ -1,9 +1,9 @@
-"""A request body as chunks of exactly ``chunk`` bytes (the last one shorter), read straight from
-the client's socket: one chunk is in memory per request, nothing is written to disk.
+"""A request body as pieces of exactly ``size`` bytes (the last one shorter), read straight from
+the client's socket: one piece is in memory per request, nothing is written to disk.
 
-Chunks are whole because the registry must receive whole PATCHes: a PATCH it reads only part of
-leaves its upload session unusable. So the bytes of a client that breaks off mid-chunk are
-dropped, and the client resumes from the last whole chunk (``Upload-Offset``).
+A client that breaks off mid-piece raises ``ClientGone`` and its partial piece is dropped;
+``uploads`` then ends the registry PATCH cleanly after the last whole piece, and the client
+resumes from there (``Upload-Offset``).
 
 Both body framings: ``Content-Length``, and chunked transfer encoding (decoded here: the
 standard library's server does not), with the chunk-size line and the trailers bounded.

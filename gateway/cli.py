@@ -15,15 +15,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
-import sys
 import threading
 from pathlib import Path
-from types import FrameType
 
 import structlog
 
 from api import protocol
+from controller.httpserver import serve_until_signalled
 from controller.kube import KubeClient, load_api_client
 from gateway.auth import TokenCheck
 from gateway.progress import ProgressBook
@@ -36,8 +34,13 @@ from oci.errors import OciError
 from oci.registry import RegistryClient, RegistrySettings
 
 log = structlog.get_logger("gateway")
-CHUNK_SIZE = 8 << 20
-"""Bytes per registry PATCH, and the most a request holds in memory."""
+PIECE_SIZE = 1 << 20
+"""Bytes read from a client at a time and passed on: the memory of a request."""
+SEGMENT_SIZE = 64 << 20
+"""Bytes per registry PATCH at most (a client's 8 MiB request is one PATCH; a PUT of a whole
+file is cut into PATCHes of this size, so its progress shows)."""
+DRAIN_SECONDS = 45.0
+"""At SIGTERM, how long requests in flight may take (the chart's grace period is 60 s)."""
 _TRUE = ("1", "true", "yes")
 
 
@@ -79,44 +82,41 @@ def build_server(args: argparse.Namespace, kube: KubeClient) -> GatewayServer:
         insecure=args.registry_insecure,
         ca_file=args.registry_ca,
         credentials=credentials,
-        settings=RegistrySettings(attempts=3, chunk_size=CHUNK_SIZE),
+        settings=RegistrySettings(attempts=3, chunk_size=PIECE_SIZE),
     )
     store = RecordStore(kube, args.system_namespace)
     book = ProgressBook(store)
-    operations = Uploads(registry, store, book, CHUNK_SIZE)
+    operations = Uploads(registry, store, book, PIECE_SIZE, SEGMENT_SIZE)
     auth = TokenCheck(store, AttemptLimiter())
     return GatewayServer(args.bind_address, args.port, auth, operations, book)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    structlog.configure(
-        processors=[
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            structlog.processors.JSONRenderer(),
-        ],
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+    drained = threading.Event()  # set last: the flusher writes every upload's position, then ends
+    flushers: list[threading.Thread] = []
+
+    def started(server: GatewayServer) -> None:
+        flusher = threading.Thread(
+            target=server.book.run, args=(drained,), name="progress", daemon=True
+        )
+        flusher.start()
+        flushers.append(flusher)
+        log.info("serving", port=server.port, registry=args.registry_host,
+                 namespace=args.system_namespace)  # fmt: skip
+
+    def stop(server: GatewayServer) -> None:
+        if not server.drain(DRAIN_SECONDS):
+            log.warning("stopping with requests in flight", after_seconds=DRAIN_SECONDS)
+        server.server_close()
+        drained.set()
+        for flusher in flushers:
+            flusher.join(timeout=10)
+
+    return serve_until_signalled(
+        "ai-models-upload-gateway",
+        lambda: build_server(args, KubeClient(load_api_client(args.kubeconfig))),
+        (ConfigError, OciError, OSError),
+        started,
+        stop,
     )
-    try:
-        server = build_server(args, KubeClient(load_api_client(args.kubeconfig)))
-    except (ConfigError, OciError, OSError) as error:
-        print(f"ai-models-upload-gateway: {error}", file=sys.stderr)
-        return 2
-    stop = threading.Event()
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    server.start()
-    flusher = threading.Thread(target=server.book.run, args=(stop,), name="progress", daemon=True)
-    flusher.start()
-    log.info("serving", port=server.port, registry=args.registry_host,
-             namespace=args.system_namespace)  # fmt: skip
-    stop.wait()
-    server.shutdown()
-    server.server_close()
-    flusher.join(timeout=10)
-    return 0

@@ -6,10 +6,11 @@ included. So another replica can resume an upload only from the latest location,
 record must carry it when a client switches replicas. Writing it after every chunk would be an
 API write per 8 MiB; instead this book keeps the latest location in memory and writes it:
 
-- at most once per ``interval`` (2 s) while chunks arrive, with offset and rate (``upload``);
+- at most once per ``interval`` (2 s) while bytes arrive, with offset and rate (``upload``),
+  by the background thread (``run``), never in a request's path;
 - at once when the client's connection ends or a request fails (``flush``): a client switches
   replicas only after its connection to this one broke;
-- from a background thread (``run``) for an upload idle past the interval, and at shutdown.
+- and at shutdown, after the requests in flight.
 
 A replica that dies between writes loses its last locations; the next status query then finds
 the registry session unusable and answers ``NoUpload`` (the client starts again). Writes are
@@ -81,15 +82,13 @@ class ProgressBook:
             self._positions[session] = Position(location, 0, 0, self._clock())
 
     def advanced(self, session: str, location: str, offset: int) -> None:
-        """A chunk is in the registry; writes the record when the last write is old enough."""
+        """Bytes are in the registry: remembered here, written by ``run`` (never in the
+        request's path: an API write under load can take longer than a chunk)."""
         with self._lock:
             position = self._positions.get(session)
             if position is None or position.upload_id != upload_id(location):
                 position = self._positions[session] = Position(location, 0, 0, self._clock())
             position.location, position.offset, position.dirty = location, offset, True
-            due = self._clock() - position.written_at >= self._interval
-        if due:
-            self.flush(session)
 
     def forget(self, session: str) -> None:
         with self._lock:
@@ -97,22 +96,25 @@ class ProgressBook:
 
     def flush(self, session: str) -> None:
         """Writes the latest position when it is not written yet; failures are logged only (the
-        bytes are safe in the registry; the background thread tries again)."""
+        bytes are safe in the registry; the background thread tries again). A position stays
+        dirty until its write has succeeded, so a concurrent flush (the last pass at shutdown)
+        never takes it for written while the write is still on its way."""
         with self._lock:
             position = self._positions.get(session)
             if position is None or not position.dirty:
                 return
             snapshot = Position(**vars(position))
-            position.dirty = False
         try:
             self._store.update(session, lambda record: self._apply(record, snapshot))
         except RecordGone:
             self.forget(session)
+            return
         except KubeError as error:
             log.warning("progress not written", session=session, error=str(error))
-            with self._lock:
-                if self._positions.get(session) is position:
-                    position.dirty = True
+            return
+        with self._lock:
+            if position.location == snapshot.location and position.offset == snapshot.offset:
+                position.dirty = False
 
     def flush_due(self, everything: bool = False) -> None:
         with self._lock:

@@ -16,7 +16,10 @@ this replica's latest position of the session's upload is written to the record 
 
 from __future__ import annotations
 
+import contextlib
+import threading
 import time
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import urlsplit
@@ -74,9 +77,13 @@ class _Handler(BaseHTTPRequestHandler):
         self._serve("PATCH")
 
     def _serve(self, method: str) -> None:
+        with self.server.in_flight():
+            self._serve_one(method)
+
+    def _serve_one(self, method: str) -> None:
         started = time.monotonic()
         self._body: Body | None = None
-        session, status = "-", 0
+        session, status, code = "-", 0, ""
         try:
             parts = urlsplit(self.path)
             if method == "GET" and parts.path == "/healthz":
@@ -93,13 +100,14 @@ class _Handler(BaseHTTPRequestHandler):
             status, self.close_connection = 499, True
             log.info("client gone", session=session, method=method, error=str(error))
         except Exception as error:  # noqa: BLE001 - every failure becomes an answer
-            status = self._refuse(_refusal_of(error, session))
+            refusal = _refusal_of(error, session)
+            status, code = self._refuse(refusal), refusal.code
         finally:
             if status >= 400 and session in self._sessions:
                 self.server.book.flush(session)
             received = self._body.received if self._body is not None else 0
-            log.info("request", session=session, method=method, status=status, bytes=received,
-                     seconds=round(time.monotonic() - started, 3))  # fmt: skip
+            log.info("request", session=session, method=method, status=status, code=code,
+                     bytes=received, seconds=round(time.monotonic() - started, 3))  # fmt: skip
 
     def _dispatch(self, method: str, target: wire.Target, record: Any, query: str) -> _Answer:
         ops = self.server.operations
@@ -156,6 +164,9 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header("Content-Type", media_type)
             self.send_header("Content-Length", str(len(body)))
         self.send_header("Cache-Control", "no-store")
+        if self.server.stopping.is_set() and not self.close_connection:
+            self.close_connection = True  # draining: the client's next request goes elsewhere
+            self.send_header("Connection", "close")
         for key, value in headers.items():
             self.send_header(key, value)
         self.end_headers()
@@ -200,6 +211,28 @@ class GatewayServer(ConnectionServer):
         self.auth = auth
         self.operations = operations
         self.book = book
+        self.stopping = threading.Event()
+        self._active = 0
+        self._idle = threading.Condition()
         super().__init__(
             (address, port), _Handler, timeout_seconds=CONNECTION_TIMEOUT_SECONDS, name="gateway"
         )
+
+    @contextlib.contextmanager
+    def in_flight(self) -> Iterator[None]:
+        with self._idle:
+            self._active += 1
+        try:
+            yield
+        finally:
+            with self._idle:
+                self._active -= 1
+                self._idle.notify_all()
+
+    def drain(self, timeout: float) -> bool:
+        """Stops accepting, lets the requests in flight finish (a registry PATCH cut short
+        would lose the upload) for up to ``timeout`` seconds; True when none is left."""
+        self.stopping.set()
+        self.shutdown()
+        with self._idle:
+            return self._idle.wait_for(lambda: self._active == 0, timeout)

@@ -1,7 +1,11 @@
 """The operations of an upload session, between a checked record and the registry.
 
-Every byte goes to the registry's chunked upload of the session's staging repository, a whole
-chunk per PATCH; the offset clients see is the registry's. The location of the registry upload
+Every byte goes to the registry's chunked upload of the session's staging repository: each
+client request becomes one registry PATCH (a segment of up to 64 MiB for a whole-file PUT) whose
+body streams as the client's pieces (1 MiB) arrive, so the client, the gateway and the registry
+work at once. When the client breaks off, or passes a limit, the PATCH is ended there cleanly —
+the registry keeps what it got — never cut: a PATCH cut short leaves docker-registry's upload
+session unusable. The offset clients see is the registry's. The location of the registry upload
 is the session's shared state: this replica's latest (``progress``) when it is ahead, else the
 record's. When a location no longer answers (another replica went on with the upload), the
 record is read afresh for up to ``settle_seconds``, the time a replica takes to write its last
@@ -13,9 +17,10 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Protocol
 from urllib.parse import urljoin, urlsplit
 
 from api.upload import (
@@ -27,12 +32,16 @@ from api.upload import (
     UploadProgress,
 )
 from gateway.body import Body
-from gateway.errors import Refusal
+from gateway.errors import ClientGone, Refusal
 from gateway.progress import ProgressBook, upload_id
 from gateway.records import RecordStore
 from gateway.wire import Claim
 from oci.errors import OciError, Refused
 from oci.registry import RegistryClient
+
+
+class Hasher(Protocol):
+    def update(self, data: bytes, /) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -57,7 +66,8 @@ class Uploads:
         registry: RegistryClient,
         store: RecordStore,
         book: ProgressBook,
-        chunk_size: int,
+        piece_size: int,
+        segment_size: int,
         settle_seconds: float = 3.0,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
         sleep: Callable[[float], None] = time.sleep,
@@ -65,7 +75,10 @@ class Uploads:
         self.registry = registry
         self.store = store
         self.book = book
-        self.chunk_size = chunk_size
+        self.piece_size = piece_size
+        """Bytes read from the client at a time: the memory of a request."""
+        self.segment_size = segment_size
+        """Bytes per registry PATCH at most (a client's 8 MiB request is one PATCH)."""
         self.now = now
         self._settle = settle_seconds
         self._sleep = sleep
@@ -81,11 +94,7 @@ class Uploads:
         body.check_length()
         location = self.start(record, filename, body.length)
         hasher = hashlib.sha256()
-        offset = 0
-        for chunk in body.chunks(self.chunk_size):
-            hasher.update(chunk)
-            location = self._send(record, location, chunk, offset)
-            offset += len(chunk)
+        location, offset = self._stream(record, location, 0, body, hasher)
         digest = hasher.hexdigest()
         if sha256 is not None and sha256 != digest:
             self._abandon(record, location)
@@ -131,11 +140,8 @@ class Uploads:
         if claim.total is not None and claim.total > record.size_limit_bytes:
             raise _too_large(record, "Content-Range")
         self._limit(body, record, standing.offset, standing.progress.declared_size)
-        location, offset = standing.location, standing.offset
-        for chunk in body.chunks(self.chunk_size):
-            location = self._send(record, location, chunk, offset)
-            offset += len(chunk)
-        return offset
+        body.check_length()
+        return self._stream(record, standing.location, standing.offset, body)[1]
 
     def commit(self, record: SessionRecord, request: CommitRequest) -> CommitResult:
         check_open(record, self.now())
@@ -153,12 +159,60 @@ class Uploads:
 
     # ---- the registry -------------------------------------------------------------------
 
-    def _send(self, record: SessionRecord, location: str, chunk: bytes, offset: int) -> str:
-        repository = record.staging_repository
-        answered = self.registry.upload_chunk(repository, self._absolute(location), chunk, offset)
-        location = _relative(answered)
-        self.book.advanced(record.session, location, offset + len(chunk))
-        return location
+    def _stream(
+        self,
+        record: SessionRecord,
+        location: str,
+        offset: int,
+        body: Body,
+        hasher: Hasher | None = None,
+    ) -> tuple[str, int]:
+        """The body into registry PATCHes of up to ``segment_size`` bytes, each streamed as
+        the client's pieces arrive; the new location and offset."""
+        pieces = body.chunks(self.piece_size)
+        while True:
+            first = next(pieces, None)  # a failure here: nothing was sent
+            if first is None:
+                return location, offset
+            location, sent, failure = self._segment(record, location, first, pieces, hasher)
+            offset += sent
+            self.book.advanced(record.session, location, offset)
+            if failure is not None:
+                raise failure
+
+    def _segment(
+        self,
+        record: SessionRecord,
+        location: str,
+        first: bytes,
+        pieces: Iterator[bytes],
+        hasher: Hasher | None,
+    ) -> tuple[str, int, Exception | None]:
+        """One streamed PATCH. When the client breaks off or passes a limit, the PATCH is
+        ended there, cleanly: the registry keeps what it got and its session stays usable (a
+        PATCH cut short would not), and the failure is returned for the caller to raise."""
+        sent = 0
+        failure: Exception | None = None
+
+        def feed() -> Iterator[bytes]:
+            nonlocal sent, failure
+            piece: bytes | None = first
+            try:
+                while piece is not None:
+                    if hasher is not None:
+                        hasher.update(piece)
+                    sent += len(piece)
+                    yield piece
+                    if sent >= self.segment_size:
+                        return
+                    piece = next(pieces, None)
+            except (ClientGone, Refusal) as error:
+                failure = error
+
+        answered = self.registry.upload_stream(
+            record.staging_repository, self._absolute(location), feed()
+        )
+        return _relative(answered), sent, failure
 
     def _finish(
         self, record: SessionRecord, location: str, sha256: str, size: int, filename: str
@@ -209,7 +263,12 @@ class Uploads:
                     record.staging_repository, self._absolute(location)
                 )
                 if offset is not None:
-                    return Standing(location, offset, record.upload)
+                    paired = (
+                        position.offset
+                        if position and position.location == location
+                        else (record.upload.offset if record.upload.location == location else None)
+                    )
+                    return Standing(location, _confirmed(offset, paired), record.upload)
             if time.monotonic() >= deadline:
                 raise Refusal(
                     "NoUpload",
@@ -257,6 +316,14 @@ class Uploads:
 
     def _absolute(self, location: str) -> str:
         return urljoin(self.registry.base_url + "/", location)
+
+
+def _confirmed(reported: int, paired: int | None) -> int:
+    """The registry's offset, read right. docker-registry's status ``Range`` is ``0-0`` for an
+    empty upload and for a 1-byte one alike (``upload_offset`` reads 1); its locations carry
+    their offset and it refuses a location whose offset is stale, so when it accepted a location
+    paired with offset 0, the upload is empty."""
+    return 0 if reported == 1 and paired == 0 else reported
 
 
 def _relative(location: str) -> str:

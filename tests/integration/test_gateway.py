@@ -11,7 +11,9 @@ import base64
 import datetime as dt
 import hashlib
 import os
+import signal
 import socket
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -34,8 +36,9 @@ from api.upload import (
 from controller.kube import SECRETS, KubeClient, Resource, load_api_client
 from gateway.errors import UNAUTHORIZED_MESSAGE
 from tests.ground.controlplane import ControlPlane
-from tests.ground.gateway import GatewayReplica, run_gateways
+from tests.ground.gateway import GatewayReplica, run_gateways, start_gateway
 from tests.ground.registry import Registry
+from tests.integration.server_setup import account_kubeconfig
 
 pytestmark = pytest.mark.integration
 
@@ -43,9 +46,6 @@ SYSTEM = "gateway-system"
 PREFIX = "ai-models"
 MiB = 1 << 20
 NAMESPACES = Resource("", "v1", "namespaces", "Namespace", False)
-ACCOUNTS = Resource("", "v1", "serviceaccounts", "ServiceAccount", True)
-ROLES = Resource("rbac.authorization.k8s.io", "v1", "roles", "Role", True)
-BINDINGS = Resource("rbac.authorization.k8s.io", "v1", "rolebindings", "RoleBinding", True)
 GATEWAY_RULES = [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "update"]}]
 
 
@@ -54,6 +54,8 @@ class Ground:
     kube: KubeClient
     registry: Registry
     replicas: list[GatewayReplica]
+    work: Path
+    kubeconfig: Path
     tokens: list[str] = field(default_factory=list)
 
     def session(self, limit: int = 64 * MiB, expires_in: float = 3600) -> Session:
@@ -109,21 +111,6 @@ class Session:
         return self.call("POST", replica, commit=True, json=body)
 
 
-def _gateway_kubeconfig(kube: KubeClient, plane: ControlPlane, path: Path) -> Path:
-    """A kubeconfig of a ServiceAccount bound to the chart's Role of the gateway only."""
-    kube.create(ACCOUNTS, {"metadata": {"name": "gateway"}}, SYSTEM)
-    kube.create(ROLES, {"metadata": {"name": "gateway"}, "rules": GATEWAY_RULES}, SYSTEM)
-    kube.create(BINDINGS, {
-        "metadata": {"name": "gateway"},
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "gateway"},
-        "subjects": [{"kind": "ServiceAccount", "name": "gateway", "namespace": SYSTEM}],
-    }, SYSTEM)  # fmt: skip
-    request = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
-               "spec": {"expirationSeconds": 7200}}  # fmt: skip
-    token = kube.request("POST", ACCOUNTS.path(SYSTEM, "gateway", "token"), body=request)
-    return plane.write_kubeconfig(path, {"token": token["status"]["token"]})
-
-
 @pytest.fixture(scope="module")
 def ground(
     control_plane: ControlPlane, registry: Registry, tmp_path_factory: pytest.TempPathFactory
@@ -131,9 +118,11 @@ def ground(
     work = tmp_path_factory.mktemp("gateway")
     kube = KubeClient(load_api_client(str(control_plane.kubeconfig)))
     kube.create(NAMESPACES, {"metadata": {"name": SYSTEM}})
-    kubeconfig = _gateway_kubeconfig(kube, control_plane, work / "gateway.kubeconfig")
+    kubeconfig = account_kubeconfig(
+        kube, control_plane, work / "gateway.kubeconfig", (SYSTEM, "gateway"), rules=GATEWAY_RULES
+    )
     with run_gateways(work, 2, kubeconfig, SYSTEM, registry.host) as replicas:
-        yield Ground(kube, registry, replicas)
+        yield Ground(kube, registry, replicas, work, kubeconfig)
 
 
 def blob(ground: Ground, session: Session, digest: str) -> bytes:
@@ -206,7 +195,7 @@ def test_resume_on_the_other_replica_after_a_broken_connection(ground: Ground) -
     head = session.call("HEAD", replica=1)
     assert head.status_code == 200, head.text
     offset = int(head.headers["Upload-Offset"])
-    assert offset == 16 * MiB  # the whole chunk arrived; the broken one's tail was dropped
+    assert offset == 17 * MiB  # every byte that arrived (whole 1 MiB pieces) is in the registry
     rest = data[offset:]
     ranged = session.headers(**{"Content-Range": f"bytes {offset}-{len(data) - 1}/{len(data)}"})
     patched = session.call("PATCH", replica=1, data=rest, headers=ranged)
@@ -214,6 +203,36 @@ def test_resume_on_the_other_replica_after_a_broken_connection(ground: Ground) -
     done = session.commit(data, replica=1)
     assert done.status_code == 201, done.text
     assert blob(ground, session, digest_of(data)) == data
+
+
+def test_a_stopping_replica_finishes_the_request_in_flight(ground: Ground) -> None:
+    session = ground.session()
+    data = os.urandom(12 * MiB)
+    assert session.post("model.gguf").status_code == 201
+    leaving = start_gateway(ground.work, ground.kubeconfig, SYSTEM, ground.registry.host,
+                            name="gateway-leaving")  # fmt: skip
+    try:
+        head = (f"PATCH /v1/uploads/{session.name} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                f"Authorization: Bearer {session.token}\r\nUpload-Offset: 0\r\n"
+                f"Content-Length: {len(data)}\r\n\r\n")  # fmt: skip
+        with socket.create_connection(("127.0.0.1", leaving.port), timeout=60) as connection:
+            connection.sendall(head.encode() + data[: 5 * MiB])
+            time.sleep(0.5)
+            os.kill(leaving.pid, signal.SIGTERM)  # a rolling update
+            time.sleep(0.5)
+            connection.sendall(data[5 * MiB :])
+            answer = connection.makefile("rb").read()
+        status_line, _, rest = answer.partition(b"\r\n")
+        assert status_line == b"HTTP/1.1 204 No Content"
+        assert b"Connection: close" in rest
+        assert f"Upload-Offset: {len(data)}".encode() in rest
+        assert leaving.process.popen.wait(30) == 0
+    finally:
+        leaving.stop()
+    head_answer = session.call("HEAD", replica=1)
+    assert head_answer.status_code == 200, session.record()
+    assert head_answer.headers["Upload-Offset"] == str(len(data))
+    assert session.commit(data, replica=1).status_code == 201
 
 
 def _broken_patch(session: Session, replica: int, data: bytes, offset: int, declared: int) -> None:

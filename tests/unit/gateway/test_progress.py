@@ -37,6 +37,7 @@ def test_writes_at_most_every_interval_then_on_flush() -> None:
     for n in range(1, 5):
         kube.clock.advance(0.5)
         book.advanced("upload-u1", f"{LOC}?_state={n}", n * 100)
+        book.flush_due()
     assert replaces(kube) == before + 1  # at 2.0 s
     upload = stored_record(kube, "upload-u1").upload
     assert upload is not None

@@ -12,7 +12,7 @@ import pytest
 
 from api.upload import CommitRequest, SessionRecord
 from gateway.body import Body
-from gateway.errors import Refusal
+from gateway.errors import ClientGone, Refusal
 from gateway.progress import ProgressBook
 from gateway.records import RecordStore
 from gateway.uploads import Uploads
@@ -54,6 +54,15 @@ class FakeRegistry:
         found[1].extend(data)
         return f"{found[0]}?_state={len(found[1])}"
 
+    def upload_stream(self, repository: str, location: str, pieces: Any) -> str:
+        found = self._session(location)
+        if found is None:
+            raise Refused("BLOB_UPLOAD_INVALID", 404, frozenset({"BLOB_UPLOAD_INVALID"}))
+        self.patches += 1
+        for piece in pieces:
+            found[1].extend(piece)
+        return f"{found[0]}?_state={len(found[1])}"
+
     def finish_upload(self, repository: str, location: str, digest: str) -> None:
         found = self._session(location)
         assert found is not None
@@ -70,8 +79,8 @@ def replica(kube: FakeKube, registry: FakeRegistry) -> Uploads:
     store = RecordStore(kube, SYSTEM, clock=kube.clock.monotonic)
     book = ProgressBook(store, clock=kube.clock.monotonic, now=kube.clock.now)
     fake: Any = registry
-    return Uploads(fake, store, book, chunk_size=4, settle_seconds=0.0, now=kube.clock.now,
-                   sleep=lambda _: None)  # fmt: skip
+    return Uploads(fake, store, book, piece_size=2, segment_size=4, settle_seconds=0.0,
+                   now=kube.clock.now, sleep=lambda _: None)  # fmt: skip
 
 
 def body(data: bytes) -> Body:
@@ -148,3 +157,16 @@ def test_past_the_declared_length_or_the_limit() -> None:
     with pytest.raises(Refusal) as big:
         ops.start(fresh(ops), "m.gguf", record.size_limit_bytes + 1)
     assert big.value.code == "TooLarge"
+
+
+def test_a_client_that_breaks_off_leaves_a_usable_upload() -> None:
+    kube, registry = FakeKube(), FakeRegistry()
+    record, _ = seeded(kube)
+    ops = replica(kube, registry)
+    ops.start(record, "m.gguf", None)
+    with pytest.raises(ClientGone):
+        ops.append(fresh(ops), Claim(0), Body(io.BytesIO(b"abcdefg"), 10))  # 3 bytes never come
+    ops.book.flush("upload-u1")
+    standing = ops.status(fresh(ops))
+    assert standing.offset == 6  # the whole pieces that arrived, in the registry
+    assert ops.append(fresh(ops), Claim(6), body(b"ghij")) == 10
