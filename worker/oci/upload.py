@@ -167,7 +167,7 @@ class BlobUpload:
     def _resume_or_start(self, on_bytes: ByteCounter) -> _Progress:
         known = self._sessions.get(self._digest) if self._digest else None
         if known is not None:
-            offset = self._client.upload_offset(self._repository, known)
+            offset = _held(self._client.upload_offset(self._repository, known))
             if offset is not None and offset <= self._size:
                 on_bytes(offset)  # already in the registry: counts as done
                 return _Progress(known, offset)
@@ -179,7 +179,7 @@ class BlobUpload:
         return _Progress(location, 0, None if self._digest else hashlib.sha256())
 
     def _recover(self, state: _Progress, recovery: int) -> _Progress:
-        committed = self._client.upload_offset(self._repository, state.location)
+        committed = _held(self._client.upload_offset(self._repository, state.location))
         if committed is None or (state.hasher is not None and committed != state.offset):
             self._sessions.drop(self._digest or "")
             return self._fresh()
@@ -296,3 +296,11 @@ class BlobUpload:
     def _remember(self, location: str) -> None:
         if self._digest is not None:
             self._sessions.set(self._digest, location)
+
+
+def _held(reported: int | None) -> int | None:
+    """What a session holds. docker-registry 2.8 answers the status of an empty session with
+    ``Range: 0-0``, as it would a 1-byte one, which the client reads as 1. This driver never
+    leaves exactly one byte in a session (a blob that small goes in the PUT; sessions grow by
+    whole reads of the source), so 1 means empty."""
+    return 0 if reported == 1 else reported

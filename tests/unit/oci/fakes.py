@@ -101,7 +101,8 @@ class MemoryRegistry:
         if data is None:
             return 404, {}, error_body("BLOB_UPLOAD_UNKNOWN")
         if method == "GET":
-            return 204, {**location, "Range": f"0-{len(data) - 1}"}, b""
+            # As docker-registry 2.8: an empty session's status is "0-0", as a 1-byte one's.
+            return 204, {**location, "Range": f"0-{max(len(data) - 1, 0)}"}, b""
         if method == "PATCH":
             self.patches += 1
             if failure := self.fail_patch(self.patches):

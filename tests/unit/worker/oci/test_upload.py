@@ -170,6 +170,18 @@ def test_a_broken_source_resumes_from_the_committed_offset_on_the_next_call() ->
     assert sessions.get(DIGEST) is None
 
 
+def test_a_source_broken_before_its_first_byte_resumes_from_zero() -> None:
+    # The registry reports the empty session as "0-0" (the status of a 1-byte one too).
+    registry = MemoryRegistry()
+    client, sessions = _client(registry), UploadSessions()
+    with pytest.raises(ConnectionResetError):
+        _upload(client, Opener(break_after=0), DIGEST, sessions=sessions)
+    second = Opener()
+    assert _upload(client, second, DIGEST, sessions=sessions) == DIGEST
+    assert second.offsets == [0]
+    assert registry.blobs[DIGEST] == DATA
+
+
 def test_sessions_survive_in_the_state_file(tmp_path: Path) -> None:
     state = tmp_path / "uploads.json"
     registry = MemoryRegistry()
