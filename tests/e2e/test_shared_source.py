@@ -8,8 +8,8 @@ from tests.e2e.conftest import ControllerProcess
 from tests.e2e.helpers import apply, model, namespace, owned, wait_phase
 from tests.ground.controlplane import ControlPlane
 from tests.ground.hub import HubEmulator
+from tests.ground.hub_repo import MINILM
 from tests.ground.nodeemu import NodeEmulator
-from tests.integration.sources.conftest import MINILM
 
 SPELLINGS = (
     f"https://huggingface.co/{MINILM}",

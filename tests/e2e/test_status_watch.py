@@ -16,8 +16,9 @@ from tests.e2e.helpers import apply, model, namespace, owned, wait_phase
 from tests.e2e.test_failures import token_secret
 from tests.ground.controlplane import ControlPlane
 from tests.ground.hub import HubEmulator
+from tests.ground.hub_repo import MINILM
 from tests.ground.nodeemu import NodeEmulator
-from tests.integration.sources.conftest import MINILM, PRIVATE, PRIVATE_TOKEN, UNAVAILABLE
+from tests.integration.sources.conftest import PRIVATE, PRIVATE_TOKEN, UNAVAILABLE
 
 # One line per watch event: resourceVersion, finalizers, phase, progress, Ready reason, message
 # (kubectl's watch output goes through a tab writer: "|" separates).

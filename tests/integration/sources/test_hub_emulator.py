@@ -15,7 +15,8 @@ from huggingface_hub.errors import (
 )
 
 from tests.ground.hub import HubEmulator
-from tests.integration.sources.conftest import GATED, GATED_TOKEN, MINILM, PRIVATE
+from tests.ground.hub_repo import MINILM
+from tests.integration.sources.conftest import GATED, GATED_TOKEN, PRIVATE
 
 pytestmark = pytest.mark.integration
 

@@ -11,6 +11,7 @@ import pytest
 from safetensors import safe_open
 
 from tests.ground.hub import HubEmulator
+from tests.ground.hub_repo import MINILM, MINILM_TAGS
 from tests.ground.models import RealModels
 from tests.integration.sources.conftest import (
     AMBIGUOUS_GGUF,
@@ -18,8 +19,6 @@ from tests.integration.sources.conftest import (
     GATED,
     GATED_TOKEN,
     GPTQ,
-    MINILM,
-    MINILM_TAGS,
     MULTI_GGUF,
     NO_WEIGHTS,
     OTHER_TOKEN,
