@@ -130,3 +130,11 @@ def written(tmp_path: Path) -> tuple[list[str], int]:
             if full.is_file() and not full.is_symlink():
                 total += full.stat().st_size
     return sorted(paths), total
+
+
+def archive_of(kind: ArchiveKind, files: dict[str, bytes], prefix: str = "") -> bytes:
+    """``files`` (path → bytes) as an archive of ``kind``, under ``prefix`` when given."""
+    if kind == "zip":
+        return zip_of([(prefix + name, data) for name, data in files.items()])
+    dirs = [member(prefix.rstrip("/"), kind=tarfile.DIRTYPE)] if prefix else []
+    return compress(tar_of(dirs + [member(prefix + n, d) for n, d in files.items()]), kind)
