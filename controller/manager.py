@@ -65,6 +65,7 @@ JSON = dict[str, Any]
 log = structlog.get_logger("manager")
 WORKER_SELECTOR = f"{naming.LABEL_APP}={naming.WORKER_APP}"
 CONFLICT_REQUEUE_SECONDS = 0.2  # a newer version exists: read it and decide again, soon
+WAKE_AGAIN_SECONDS = 2.0  # the second look of the objects waiting for a slot (_wake_queued)
 RECONCILE_ID_BYTES = 4
 QueueKey = ObjectKey | SourceKey
 
@@ -309,6 +310,9 @@ class Manager:
                     self.queue.add(ObjectKey(kind, meta.get("namespace") or "", meta["name"]))  # type: ignore[arg-type]
 
     def _wake_queued(self) -> None:
+        """A slot may have freed: the waiting objects look now, and once more a moment later (a
+        look that raced with another admission or status write must not leave them until their
+        next recheck)."""
         for informer, kind in (
             (self.caches.models, "Model"),
             (self.caches.cluster_models, "ClusterModel"),
@@ -316,7 +320,9 @@ class Manager:
             for obj in informer.items():
                 if (obj.get("status") or {}).get("phase") in (None, "Pending"):
                     meta = obj["metadata"]
-                    self.queue.add(ObjectKey(kind, meta.get("namespace") or "", meta["name"]))  # type: ignore[arg-type]
+                    key = ObjectKey(kind, meta.get("namespace") or "", meta["name"])  # type: ignore[arg-type]
+                    self.queue.add(key)
+                    self.queue.add_after(key, WAKE_AGAIN_SECONDS)
 
     def _phases(self) -> dict[tuple[str, str], int]:
         counts: Counter[tuple[str, str]] = Counter()

@@ -55,7 +55,7 @@ UNSUPPORTED_SOURCES = ("catalog",)
 BLOCKED_RECHECK_FIRST_SECONDS = 2.0
 BLOCKED_RECHECK_SECONDS = 30.0
 MAX_MESSAGE = 1024  # of a render failure's detail in the condition message
-QUEUED_RECHECK_SECONDS = 300.0  # slots freeing wake queued objects at once (manager)
+QUEUED_RECHECK_SECONDS = 60.0  # slots freeing wake queued objects at once (manager); a safety net
 # An uploaded archive may unpack to at most this many times the session's size limit.
 EXPANSION_FACTOR = 4
 

@@ -34,6 +34,8 @@ SOURCE = "e2e-central"
 PUBLISHED = "e2e-catalog-llama"
 DIGEST = "sha256:" + hashlib.sha256(b"e2e catalog artifact").hexdigest()
 REFRESH = "30s"
+# This test's own publish label: other e2e tests publish ClusterModels of this API server too.
+LABEL_VALUE = "e2e-source"
 # One refresh interval, its jitter and the reconcile's own time.
 WAIT = 60.0
 
@@ -66,7 +68,7 @@ def publish(plane: ControlPlane) -> None:
     obj = {
         "apiVersion": "ai.deckhouse.io/v1alpha1",
         "kind": "ClusterModel",
-        "metadata": {"name": PUBLISHED, "labels": {LABEL_CATALOG_PUBLISH: "publish"}},
+        "metadata": {"name": PUBLISHED, "labels": {LABEL_CATALOG_PUBLISH: LABEL_VALUE}},
         "spec": {"source": {"upload": {}}},
     }
     apply(plane, obj)
@@ -106,7 +108,11 @@ def catalog(
 ) -> Iterator[CatalogServerProcess]:
     kube = KubeClient(load_api_client(str(control_plane.kubeconfig)))
     with run_catalog_server(
-        tmp_path / "catalog", kube, control_plane.kubeconfig, e2e_registry.host
+        tmp_path / "catalog",
+        kube,
+        control_plane.kubeconfig,
+        e2e_registry.host,
+        selector=f"{LABEL_CATALOG_PUBLISH}={LABEL_VALUE}",
     ) as server:
         publish(control_plane)
         yield server

@@ -25,6 +25,7 @@ from controller.dispatch import needs_slot
 from controller.errors import ApiUnavailable, Conflict, RegistryError
 from controller.kube import CLUSTER_MODELS, JOBS, MODELS, SECRETS
 from controller.naming import ObjectKey
+from controller.reconciler import QUEUED_RECHECK_SECONDS
 from controller.uploads import read_record
 from tests.unit.controller.fakekube import EPOCH
 from tests.unit.controller.rig import GATEWAY, JOB, SYSTEM, UID, Rig, model
@@ -550,7 +551,7 @@ def test_a_committed_upload_waits_for_a_slot() -> None:
     rig.add(upload_model())
     rig.reconcile()
     gateway_writes(rig, committed=committed())
-    assert rig.reconcile() == 300.0
+    assert rig.reconcile() == QUEUED_RECHECK_SECONDS
     assert (rig.obj()["status"]["phase"], rig.ready()["reason"]) == ("Pending", "Queued")
     assert rig.obj()["status"]["upload"]["secretName"] == SESSION
     rig.job_status("prepare-uid-busy", conditions=[{"type": "Complete", "status": "True"}])
