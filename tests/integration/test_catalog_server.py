@@ -6,6 +6,7 @@ validated against the JSON Schemas of docs/schemas/."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -21,6 +22,7 @@ import requests
 
 from api.catalog_protocol import ANNOTATION_CATALOG_VERSION, LABEL_CATALOG_PUBLISH
 from catalog.grants import GrantSigner
+from controller.errors import Conflict
 from controller.kube import CLUSTER_MODELS, KubeClient, Resource, load_api_client
 from controller.naming import ObjectKey, repository
 from tests.ground.catalog import CatalogServerProcess, run_catalog_server
@@ -105,7 +107,8 @@ def ground(
 ) -> Iterator[Ground]:
     work = tmp_path_factory.mktemp("catalog")
     kube = KubeClient(load_api_client(str(crds.kubeconfig)))
-    kube.create(NAMESPACES, {"metadata": {"name": SYSTEM}})
+    with contextlib.suppress(Conflict):  # another suite's server may have made it
+        kube.create(NAMESPACES, {"metadata": {"name": SYSTEM}})
     # The chart's rules (helm/ai-models/templates/catalog-server.yaml): list clustermodels, get
     # the two Secrets by name.
     kubeconfig = account_kubeconfig(
