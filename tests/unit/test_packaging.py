@@ -229,3 +229,14 @@ def test_every_template_is_package_data() -> None:
     templates = [p.name for p in (REPO / "templates").iterdir() if p.suffix != ".py"]
     assert "preparation-job.yaml.j2" in templates
     assert [t for t in templates if not any(fnmatch.fnmatch(t, p) for p in patterns)] == []
+
+
+@pytest.mark.parametrize("dockerfile", ["Dockerfile.controller", "Dockerfile.worker"])
+def test_each_dockerfile_copies_every_directory_the_distribution_lists(dockerfile: str) -> None:
+    # The package list is explicit: a directory left out of an image's build context fails
+    # the image's `pip install .` ("package directory … does not exist").
+    setuptools = pyproject()["tool"]["setuptools"]
+    mapped = setuptools.get("package-dir", {})
+    needed = {mapped.get(p, p.replace(".", "/")).split("/")[0] for p in setuptools["packages"]}
+    copied = set(re.findall(r"^COPY\s+(\S+)\s+\./", (REPO / dockerfile).read_text(), re.M))
+    assert needed - copied == set()
