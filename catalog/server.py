@@ -355,8 +355,7 @@ def _entity_tags(header: str) -> set[str]:
 class CatalogServer(ConnectionServer):
     def __init__(self, address: str, port: int, parts: Parts, tls: tuple[Path, Path]) -> None:
         self.parts = parts
-        context = server_context()
-        context.load_cert_chain(*tls)
+        context = server_context(tls)
         super().__init__(
             (address, port),
             _Handler,

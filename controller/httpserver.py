@@ -15,6 +15,7 @@ import sys
 import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from types import FrameType
 from typing import Any, Protocol, TypeVar
 
@@ -66,10 +67,13 @@ class ConnectionServer(ThreadingHTTPServer):
         return thread
 
 
-def server_context() -> ssl.SSLContext:
-    """A server-side TLS context, TLS 1.2 at least; load the certificate into it."""
+def server_context(cert_chain: tuple[Path, Path] | None = None) -> ssl.SSLContext:
+    """A server-side TLS context, TLS 1.2 at least, with ``cert_chain`` (certificate, key)
+    loaded when given (else the caller loads one, as the webhook does on each rotation)."""
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
+    if cert_chain is not None:
+        context.load_cert_chain(*cert_chain)
     return context
 
 

@@ -199,10 +199,7 @@ class DeliveryServer(ConnectionServer):
         self.gatekeeper = gatekeeper
         self.store = store
         self.metrics = metrics
-        context = None
-        if tls is not None:
-            context = server_context()
-            context.load_cert_chain(*tls)
+        context = server_context(tls) if tls is not None else None
         super().__init__(
             (address, port),
             _Handler,
