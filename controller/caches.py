@@ -2,9 +2,9 @@
 the upload session records (Secrets of the system namespace, docs/upload.md) and the
 ModelCatalogSources (docs/catalog.md; their entries live in ``controller.catalogs``).
 
-``Caches`` is the read-only interface the reconciler, the dispatcher and the finalizer depend
-on; ``InformerCaches`` implements it over any ``Store`` (the informers in the controller, views
-of an in-memory API server in unit tests). Reads never call the API server.
+``Caches`` is the read-only interface the reconciler, the slot queue, the dispatcher and the
+finalizer depend on; ``InformerCaches`` implements it over any ``Store`` (the informers in the
+controller, views of an in-memory API server in unit tests). Reads never call the API server.
 """
 
 from __future__ import annotations

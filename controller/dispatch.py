@@ -1,4 +1,4 @@
-"""Dispatch: the queue of objects waiting for a preparation slot, and the creation of a Job.
+"""Dispatch: the creation of a preparation Job once the slot queue (``slots.py``) admitted it.
 
 A restarted controller adopts instead of duplicating: the Job's name is derived from the
 object's UID and retry value, so creating it again answers 409 and the existing Job is used.
@@ -6,18 +6,14 @@ The retry value of the attempt is recorded on the object (annotation
 ``ai.deckhouse.io/retry-value``) before the Job is created, so a Failed object is retried only
 when the user sets a new ``ai.deckhouse.io/retry``.
 
-Admission to a slot is serialised (``admit``): the decision and the reservation of the slot
-happen under one lock, and the reservation counts as a running preparation until
-``create_job`` returns or raises, so two workers never both take the last slot while the
-API writes of a start run outside the lock.
+``create_job`` ends the slot's reservation (``Slots.release``) whatever happens: the Job
+exists and counts as running, or the slot is free again.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -41,70 +37,15 @@ from controller.jobs import JobRequest, build_job
 from controller.kube import JOBS, SECRETS, KubeApi, model_resource
 from controller.mountfrom import mount_candidates
 from controller.naming import Kind, ObjectKey
-from controller.status import ready_condition
+from controller.slots import Slots
 
 JSON = dict[str, Any]
-ADOPTION_WINDOW_SECONDS = 30.0
 log = structlog.get_logger("dispatch")
-
-
-def is_finished(job: JSON) -> bool:
-    for cond in job.get("status", {}).get("conditions") or []:
-        if cond.get("type") in ("Complete", "Failed") and cond.get("status") == "True":
-            return True
-    return False
-
-
-def _retry(obj: JSON) -> str:
-    return str((obj["metadata"].get("annotations") or {}).get(naming.RETRY_ANNOTATION, ""))
-
-
-# Objects that wait for the user (a missing Secret) hold no place in the slot queue: they would
-# block everyone behind them. They are rechecked on their own and queue again once unblocked.
-USER_BLOCKED_REASONS = frozenset(
-    {"AuthSecretNotFound", "AuthSecretInvalid", "AuthSecretForbidden",
-     # A catalog import that does not resolve (yet) or got no grant: rechecked on its own.
-     "CatalogSourceNotReady", "CatalogSourceAmbiguous", "CatalogEntryNotFound",
-     "CatalogVersionAmbiguous", "CatalogUnauthorized", "CatalogUnreachable", "CatalogTLSError",
-     "CatalogMalformed", "CatalogDigestMismatch", "CredentialsSecretNotFound",
-     "CredentialsSecretInvalid", "CASecretInvalid", "InvalidCatalogURL"}
-)  # fmt: skip
-
-
-def needs_slot(obj: JSON) -> bool:
-    """Whether the object waits for (or holds) a preparation slot. An upload waits for one
-    only once its bytes are committed and it was queued (until then it waits for the user)."""
-    meta, st = obj["metadata"], obj.get("status") or {}
-    source = obj["spec"]["source"]
-    if meta.get("deletionTimestamp"):
-        return False
-    if "upload" in source:
-        return st.get("phase") == "Pending" and ready_condition(obj).get("reason") == "Queued"
-    if "url" not in source and "catalog" not in source:
-        return False
-    if st.get("phase") == "Pending" and ready_condition(obj).get("reason") in USER_BLOCKED_REASONS:
-        return False
-    attempted = (meta.get("annotations") or {}).get(naming.ANNOTATION_RETRY_OF, "")
-    return st.get("phase") != "Ready" and not (
-        st.get("phase") == "Failed" and attempted == _retry(obj)
-    )
 
 
 def grant_secret_name(job: str) -> str:
     """The per-Job Secret holding a catalog import's grant file (and the catalog's CA)."""
     return f"{job}-catalog-grant"
-
-
-def _order(kind: str, obj: JSON) -> tuple[str, ...]:
-    meta = obj["metadata"]
-    return (meta.get("creationTimestamp", ""), kind, meta.get("namespace") or "", meta["name"])
-
-
-def queue_place(position: int, running: int, limit: int) -> int:
-    """0 when the ``position``-th oldest waiting object may start with ``running`` of ``limit``
-    slots taken; else its place in the queue, from 1."""
-    free = limit - running
-    return 0 if position <= free else max(position - free, 1)
 
 
 @dataclass(frozen=True)
@@ -134,110 +75,24 @@ class JobSource:
     errors (``CatalogError``), which leave nothing behind."""
 
 
-@dataclass(frozen=True)
-class Queued:
-    """Not admitted: what the queued status shows."""
-
-    position: int
-    running: int
-    limit: int
-
-
 class Dispatcher:
     def __init__(
         self,
         kube: KubeApi,
         caches: Caches,
         config: Config,
+        slots: Slots,
         build: Callable[[JobRequest, Config], JSON] = build_job,
-        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._kube = kube
         self._build = build
         self._caches = caches
         self._config = config
-        self._monotonic = monotonic
-        self._admission = threading.Lock()
-        """Held while one admission is decided and its slot reserved; never across API calls."""
-        self._lock = threading.Lock()
-        """Guards the fields below; held only for a moment."""
-        self._reserved: set[str] = set()
-        """Jobs admitted whose creation is in progress."""
-        self._created: dict[str, float] = {}
-        """Jobs created but perhaps not yet in the cache, so the slot count never undercounts."""
-        self._version = 0
-        self._order: tuple[int, dict[tuple[str, ...], int]] | None = None
+        self.slots = slots
 
-    def running(self) -> int:
-        """Preparations holding a slot: unfinished Jobs, and Jobs being or just created."""
-        jobs = {j["metadata"]["name"]: j for j in self._caches.jobs.items()}
-        now = self._monotonic()
-        with self._lock:
-            for name, at in list(self._created.items()):
-                if name in jobs or now - at > ADOPTION_WINDOW_SECONDS:
-                    del self._created[name]
-            pending = (set(self._created) | self._reserved) - jobs.keys()
-        return len(pending) + sum(1 for j in jobs.values() if not is_finished(j))
-
-    def invalidate(self, job_seen: str | None = None) -> None:
-        """Called by the event handlers on any Model or Job change: the queue may differ. A Job
-        the informer has seen no longer needs counting as just created."""
-        with self._lock:
-            self._version += 1
-            if job_seen is not None:
-                self._created.pop(job_seen, None)
-
-    def _waiting(self) -> dict[tuple[str, ...], int]:
-        """Objects without a Job, oldest first → their 1-based place; recomputed only after a
-        change (a burst of 1,000 reconciles must not sort 1,000 objects each)."""
-        with self._lock:
-            if self._order is not None and self._order[0] == self._version:
-                return self._order[1]
-            version, created = self._version, set(self._created) | self._reserved
-        system = self._config.system_namespace
-        waiting = []
-        for cache, kind in (
-            (self._caches.models, "Model"),
-            (self._caches.cluster_models, "ClusterModel"),
-        ):
-            for other in cache.items():
-                job = naming.job_name(other["metadata"].get("uid", ""), _retry(other))
-                has_job = job in created or self._caches.job(system, job) is not None
-                if needs_slot(other) and not has_job:
-                    waiting.append(_order(kind, other))
-        places = {entry: i + 1 for i, entry in enumerate(sorted(waiting))}
-        with self._lock:
-            self._order = (version, places)
-        return places
-
-    def queue_position(self, key: ObjectKey, obj: JSON) -> tuple[int, int]:
-        """``(position, running)``: the 1-based place of ``obj`` among the objects waiting for
-        a slot, oldest first, and the number of preparations running."""
-        places = self._waiting()
-        mine = _order(key.kind, obj)
-        position = places.get(mine)
-        if position is None:  # not in the snapshot yet: behind everyone older
-            position = 1 + sum(1 for entry in places if entry < mine)
-        return position, self.running()
-
-    def admit(self, key: ObjectKey, obj: JSON, retry: str) -> Queued | None:
-        """``None`` when ``obj`` may start its Job now: a slot is then reserved for it until
-        ``create_job`` (which must follow) returns or raises. Otherwise its place in the queue.
-        Only the decision is serialised, so two workers never both take the last slot."""
-        name = naming.job_name(obj["metadata"]["uid"], retry)
-        limit = self._config.worker.max_concurrent
-        with self._admission:
-            position, running = self.queue_position(key, obj)
-            place = queue_place(position, running, limit)
-            if place:
-                return Queued(place, running, limit)
-            with self._lock:
-                self._reserved.add(name)
-                self._version += 1
-        return None
-
-    def _read_token(self, key: ObjectKey, obj: JSON) -> str | None:
-        """The base64 token of the ``authSecretRef`` Secret (``None`` without one)."""
+    def read_token(self, key: ObjectKey, obj: JSON) -> str | None:
+        """The base64 token of the ``authSecretRef`` Secret (``None`` without one); raises
+        ``PreparationBlocked`` (``AuthSecret*``) when it cannot be used."""
         ref = obj["spec"]["source"].get("authSecretRef")
         if key.kind != "Model" or not ref:
             return None
@@ -282,13 +137,6 @@ class Dispatcher:
             naming.LABEL_OWNER_UID: obj["metadata"]["uid"],
         }
 
-    def just_created(self, name: str) -> bool:
-        """Whether the Job ``name`` was created moments ago and the informer has not shown it
-        yet: a reconcile in that window must not start it again."""
-        with self._lock:
-            at = self._created.get(name)
-        return at is not None and self._monotonic() - at <= ADOPTION_WINDOW_SECONDS
-
     def record_attempt(self, key: ObjectKey, obj: JSON, retry: str) -> JSON:
         """Marks ``retry`` as attempted on the object; returns the object as updated. The empty
         value is recorded as no annotation (and costs no write when there is none)."""
@@ -304,7 +152,8 @@ class Dispatcher:
         self, key: ObjectKey, obj: JSON, retry: str, source: JobSource | None = None
     ) -> JSON:
         """Creates (or adopts) the attempt's Job; returns the object as updated. Ends the
-        slot's reservation of ``admit``: the Job counts as created, or the slot is free again.
+        slot's reservation of ``Slots.admit``: the Job counts as created, or the slot is free
+        again.
 
         The Job is rendered before anything is written, so a Job that cannot be rendered
         (``JobRenderFailed``) leaves no token Secret behind; nor does a Job the API server
@@ -313,7 +162,7 @@ class Dispatcher:
         secrets: dict[str, dict[str, str]] = {}
         created = False
         try:
-            token = self._read_token(key, obj)
+            token = self.read_token(key, obj)
             token_secret = naming.token_secret_name(name) if token else None
             if token_secret and token:
                 secrets[token_secret] = {"token": token}
@@ -330,11 +179,7 @@ class Dispatcher:
             job = self._submit(key, manifest, name, tuple(secrets))
             created = True
         finally:
-            with self._lock:
-                self._reserved.discard(name)
-                if created:
-                    self._created[name] = self._monotonic()
-                self._version += 1
+            self.slots.release(key, name, created)
         for secret in secrets if job else ():
             uid = job["metadata"]["uid"]
             owner = {"apiVersion": "batch/v1", "kind": "Job", "name": name, "uid": uid}

@@ -38,7 +38,7 @@ from controller.catalog_import import CatalogImports
 from controller.catalog_reconciler import CatalogReconciler, SourceKey
 from controller.catalogs import CatalogStore
 from controller.config import Config
-from controller.dispatch import Dispatcher, is_finished
+from controller.dispatch import Dispatcher
 from controller.errors import Conflict, ControllerError, Forbidden, NotFound
 from controller.events import EventRecorder
 from controller.finalizer import Finalizer
@@ -59,13 +59,13 @@ from controller.naming import Kind, ObjectKey
 from controller.queue import ShutDown, WorkQueue
 from controller.reconciler import Reconciler, now_rfc3339
 from controller.registry import RegistryCleaner
+from controller.slots import Slots, is_finished
 from controller.uploads import UploadSessions
 
 JSON = dict[str, Any]
 log = structlog.get_logger("manager")
 WORKER_SELECTOR = f"{naming.LABEL_APP}={naming.WORKER_APP}"
 CONFLICT_REQUEUE_SECONDS = 0.2  # a newer version exists: read it and decide again, soon
-WAKE_AGAIN_SECONDS = 2.0  # the second look of the objects waiting for a slot (_wake_queued)
 RECONCILE_ID_BYTES = 4
 QueueKey = ObjectKey | SourceKey
 
@@ -222,7 +222,8 @@ class Manager:
             if config.webhook.enabled
             else None
         )
-        self.dispatcher = Dispatcher(kube, self.caches, config)
+        self.slots = Slots(self.caches, config, on_freed=self._wake_next)
+        self.dispatcher = Dispatcher(kube, self.caches, config, self.slots)
         uploads = UploadSessions(kube, self.caches, config, registry)
         finalizer = Finalizer(kube, self.caches, config, registry, events, now_rfc3339, uploads)
         self.catalogs = CatalogStore(on_change=self._wake_catalog_models)
@@ -249,7 +250,7 @@ class Manager:
             kube, self.caches.catalog_sources, config.catalog, self.catalogs, events
         )
         self.worker: KeyWorker[QueueKey] = KeyWorker(self.queue, self.reconcile, self.metrics)
-        self.metrics.add_gauges(lambda: len(self.queue), self.dispatcher.running, self._phases)
+        self.metrics.add_gauges(lambda: len(self.queue), self.slots.running, self._phases)
 
     def reconcile(self, key: QueueKey) -> float | None:
         if isinstance(key, SourceKey):
@@ -267,7 +268,8 @@ class Manager:
                     self._uids.pop(meta.get("uid", ""), None)
                 else:
                     self._uids[meta.get("uid", "")] = key
-            self.dispatcher.invalidate()
+            if self.slots.observe(key, event, obj):
+                self._wake_next()  # it left the slot queue without a slot
             self.queue.add(key)
             if self.gates is not None:
                 self.gates.on_model(kind, obj)
@@ -280,7 +282,7 @@ class Manager:
             return self._uids.get(uid)
 
     def _on_job(self, event: str, obj: JSON) -> None:
-        self.dispatcher.invalidate(job_seen=obj["metadata"]["name"])
+        self.slots.invalidate(job_seen=obj["metadata"]["name"])
         key = self._owner(obj)
         if key is not None:
             self.queue.add(key)
@@ -310,9 +312,8 @@ class Manager:
                     self.queue.add(ObjectKey(kind, meta.get("namespace") or "", meta["name"]))  # type: ignore[arg-type]
 
     def _wake_queued(self) -> None:
-        """A slot may have freed: the waiting objects look now, and once more a moment later (a
-        look that raced with another admission or status write must not leave them until their
-        next recheck)."""
+        """A Job finished or went, so a slot freed: the waiting objects look again (and their
+        queued status shows their new place)."""
         for informer, kind in (
             (self.caches.models, "Model"),
             (self.caches.cluster_models, "ClusterModel"),
@@ -320,9 +321,14 @@ class Manager:
             for obj in informer.items():
                 if (obj.get("status") or {}).get("phase") in (None, "Pending"):
                     meta = obj["metadata"]
-                    key = ObjectKey(kind, meta.get("namespace") or "", meta["name"])  # type: ignore[arg-type]
-                    self.queue.add(key)
-                    self.queue.add_after(key, WAKE_AGAIN_SECONDS)
+                    self.queue.add(ObjectKey(kind, meta.get("namespace") or "", meta["name"]))  # type: ignore[arg-type]
+
+    def _wake_next(self, exclude: ObjectKey | None = None) -> None:
+        """A slot or a place freed without a Job event (``slots.py``): the oldest waiting
+        objects look again; ``exclude`` is the object that gave its slot back (its own retry
+        keeps its backoff)."""
+        for key in self.slots.next_in_line(exclude):
+            self.queue.add(key)
 
     def _phases(self) -> dict[tuple[str, str], int]:
         counts: Counter[tuple[str, str]] = Counter()

@@ -18,7 +18,9 @@ once the Job has a slot; ``status.source`` (the source, entry, revision and remo
 frozen when the Job is created and kept until the next attempt.
 
 Workers reconcile different keys at once. Only the admission to a preparation slot is
-serialised (``Dispatcher.admit``); the API writes of a start run outside that lock.
+serialised (``Slots.admit``); the API writes of a start run outside that lock. An object
+blocked on its auth Secret checks the Secret before it asks for a slot, so it never holds a
+reservation only to give it back (docs/controller.md, "Slots and concurrent workers").
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ from controller.finalizer import Finalizer
 from controller.kube import KubeApi, model_resource
 from controller.naming import ObjectKey
 from controller.outcome import Failed, Running, Settling, Succeeded, job_outcome
+from controller.slots import AUTH_SECRET_REASONS
 from controller.uploads import ProgressView, UploadSessions, progress_view, rfc3339
 
 JSON = dict[str, Any]
@@ -55,7 +58,7 @@ UNSUPPORTED_SOURCES = ("catalog",)
 BLOCKED_RECHECK_FIRST_SECONDS = 2.0
 BLOCKED_RECHECK_SECONDS = 30.0
 MAX_MESSAGE = 1024  # of a render failure's detail in the condition message
-QUEUED_RECHECK_SECONDS = 60.0  # slots freeing wake queued objects at once (manager); a safety net
+QUEUED_RECHECK_SECONDS = 60.0  # a freed slot or place wakes queued objects (slots.py); a net
 # An uploaded archive may unpack to at most this many times the session's size limit.
 EXPANSION_FACTOR = 4
 
@@ -87,6 +90,7 @@ class Reconciler:
         self._caches = caches
         self._config = config
         self._dispatch = dispatcher
+        self._slots = dispatcher.slots
         self._finalizer = finalizer
         self._events = events
         self._uploads = uploads
@@ -129,7 +133,7 @@ class Reconciler:
         name = naming.job_name(meta["uid"], retry)
         job = self._caches.job(self._config.system_namespace, name)
         if job is None:
-            if self._dispatch.just_created(name):
+            if self._slots.just_created(name):
                 return None  # the Job informer's event brings it back
             if "upload" in source:
                 return self._upload(key, obj, retry)
@@ -190,9 +194,13 @@ class Reconciler:
         frozen: JSON | None = None,
     ) -> float | None:
         """``frozen``: the ``status.source`` written with the Job (a catalog import's)."""
-        # Admission is decided (and the slot reserved) under the dispatcher's lock; the writes
+        if status.ready_condition(obj).get("reason") in AUTH_SECRET_REASONS:
+            still = self._recheck_secret(key, obj)
+            if still is not None:
+                return still
+        # Admission is decided (and the slot reserved) under the slot queue's lock; the writes
         # that follow run outside it, so workers starting other objects do not wait on them.
-        queued = self._dispatch.admit(key, obj, retry)
+        queued = self._slots.admit(key, obj, retry)
         if queued is not None:
             desired = status.queued(*self._base(obj), queued.position, queued.running, queued.limit)
             self._write_status(key, obj, desired)
@@ -212,6 +220,17 @@ class Reconciler:
         # On a conflict a newer version of the object is coming; its reconcile writes the status.
         with contextlib.suppress(Conflict):
             self._write_status(key, obj, desired)
+        return None
+
+    def _recheck_secret(self, key: ObjectKey, obj: JSON) -> float | None:
+        """An object blocked on its auth Secret reads it before it asks for a slot: while still
+        blocked it takes no place in the queue and no slot (a reservation given back without a
+        Job frees a slot that no Job event announces). The blocked recheck delay, or ``None``
+        once the Secret is usable."""
+        try:
+            self._dispatch.read_token(key, obj)
+        except PreparationBlocked as blocked:
+            return self._blocked(key, obj, blocked)
         return None
 
     def _blocked(

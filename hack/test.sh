@@ -42,7 +42,7 @@ export HF_HUB_DISABLE_TELEMETRY=1 HF_HUB_OFFLINE=0 NO_PROXY=127.0.0.1,localhost 
 # its runner) and fails under 90 %; a run with arguments (a subset) measures nothing.
 coverage=()
 if (($# == 0)); then
-  for module in reconciler dispatch finalizer caches uploads manager leader queue; do
+  for module in reconciler dispatch slots finalizer caches uploads manager leader queue; do
     coverage+=("--cov=controller.$module")
   done
   coverage+=(--cov-report=term-missing:skip-covered --cov-fail-under=90)

@@ -437,7 +437,8 @@ class FakeKube:
 
 class CacheView:
     """An informer cache that is the fake API server's current state, less the objects named in
-    ``hidden`` (an informer that has not seen them yet). Reads are not calls."""
+    ``hidden`` (an informer that has not seen them yet). Reads are not calls. ``on_read`` runs
+    after each ``items`` read, before it returns (an informer applying an event right then)."""
 
     def __init__(
         self,
@@ -449,6 +450,7 @@ class CacheView:
         self._kube, self._res = kube, res
         self._namespace, self._selector = namespace, label_selector
         self.hidden: set[str] = set()
+        self.on_read: Callable[[], object] | None = None
 
     def get(self, key: str) -> JSON | None:
         namespace, _, name = key.rpartition("/")
@@ -459,12 +461,15 @@ class CacheView:
         return found if found is not None and matches(labels, self._selector) else None
 
     def items(self) -> list[JSON]:
-        return [
+        found = [
             o
             for o in self._kube.objects(self._res, self._namespace)
             if o["metadata"]["name"] not in self.hidden
             and matches(o["metadata"].get("labels") or {}, self._selector)
         ]
+        if self.on_read is not None:
+            self.on_read()
+        return found
 
 
 def fake_caches(kube: FakeKube, system: str) -> InformerCaches[CacheView]:

@@ -19,6 +19,7 @@ from controller.jobs import JobRequest, build_job
 from controller.kube import EVENTS, JOBS, PODS, SECRETS, Resource, model_resource
 from controller.naming import ObjectKey
 from controller.reconciler import Reconciler
+from controller.slots import Slots
 from controller.uploads import BlobStore, UploadSessions
 from tests.unit.controller.fakekube import FakeKube, fake_caches
 
@@ -85,9 +86,10 @@ class Rig:
             upload=upload or UploadConfig(in_cluster_url=GATEWAY),
         )
         events = EventRecorder(self.kube)
-        self.dispatcher = Dispatcher(
-            self.kube, self.caches, self.config, build, monotonic=self.clock.monotonic
-        )
+        self.freed: list[ObjectKey] = []
+        """The objects whose slot reservation ended without a Job (``Slots.release``)."""
+        self.slots = Slots(self.caches, self.config, self.clock.monotonic, self.freed.append)
+        self.dispatcher = Dispatcher(self.kube, self.caches, self.config, self.slots, build)
         self.uploads = UploadSessions(self.kube, self.caches, self.config, blobs)
         self.finalizer = Finalizer(
             self.kube,

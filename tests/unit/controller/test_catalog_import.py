@@ -214,8 +214,8 @@ def test_a_refused_grant_blocks_without_a_job_or_secret_and_holds_no_slot() -> N
     assert rig.ready()["reason"] == "CatalogUnauthorized"
     assert rig.names(JOBS) == []
     assert rig.names(SECRETS) == []
-    assert rig.dispatcher.running() == 0
-    assert rig.dispatcher.queue_position(KEY, rig.obj())[0] == 1  # not among the waiting
+    assert rig.slots.running() == 0
+    assert rig.slots.queue_position(KEY, rig.obj())[0] == 1  # not among the waiting
     rig.catalog.refuse = False
     rig.reconcile()
     assert rig.names(JOBS) == [JOB]

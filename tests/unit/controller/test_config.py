@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from controller.config import ConfigError, load_config, parse_config, parse_duration
-from controller.dispatch import needs_slot
 from controller.naming import ObjectKey, artifact_reference, job_name, repository
+from controller.slots import needs_slot
 
 
 def test_defaults() -> None:

@@ -94,3 +94,24 @@ def test_relist_on_gone_resume_on_errors_and_deletes_found_by_relist() -> None:
     assert [o["metadata"]["name"] for o in informer.items()] == ["a"]
     assert informer.synced.is_set()
     assert stop.waits == [0.25]  # the backoff is a setting, asked for once, never slept here
+
+
+def test_a_handler_sees_the_cache_with_its_change_applied() -> None:
+    """The slot queue relies on it: a look woken by an event decides on a cache that has it."""
+    stop = RecordingStop()
+    kube = ScriptedKube(
+        lists=[([obj("a", "1")], "10")],
+        watches=[
+            [("MODIFIED", obj("a", "11")), ("ADDED", obj("b", "12")), ("DELETED", obj("a", "13"))]
+        ],
+        stop=stop,
+    )
+    cached: list[tuple[str, str | None]] = []
+
+    def handler(event: str, changed: JSON) -> None:
+        found = informer.get(f"ns/{changed['metadata']['name']}")
+        cached.append((event, found["metadata"]["resourceVersion"] if found else None))
+
+    informer = Informer(kube, MODELS, handler, stop=stop)  # type: ignore[arg-type]
+    informer.run()
+    assert cached == [("ADDED", "1"), ("MODIFIED", "11"), ("ADDED", "12"), ("DELETED", None)]

@@ -193,7 +193,7 @@ def test_an_object_deleted_before_its_first_write_is_done_with_nothing_created()
     assert rig.kube.objects(JOBS) == []
     assert rig.kube.objects(SECRETS, SYSTEM) == []
     assert rig.reconcile() is None  # the next reconcile finds it gone: done
-    assert rig.dispatcher.running() == 0
+    assert rig.slots.running() == 0
 
 
 def test_an_object_gone_before_a_status_write_raises_not_found() -> None:

@@ -21,11 +21,11 @@ from api import upload
 from api.upload import SessionRecord, UploadCommitted, UploadProgress
 from controller import naming
 from controller.config import UploadConfig
-from controller.dispatch import needs_slot
 from controller.errors import ApiUnavailable, Conflict, RegistryError
 from controller.kube import CLUSTER_MODELS, JOBS, MODELS, SECRETS
 from controller.naming import ObjectKey
 from controller.reconciler import QUEUED_RECHECK_SECONDS
+from controller.slots import needs_slot
 from controller.uploads import read_record
 from tests.unit.controller.fakekube import EPOCH
 from tests.unit.controller.rig import GATEWAY, JOB, SYSTEM, UID, Rig, model
