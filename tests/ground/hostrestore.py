@@ -154,7 +154,7 @@ class HostSnapshot:
             else:
                 path.unlink(missing_ok=True)
         for cgroup in self.new_cgroups():
-            _remove_cgroup(cgroup)
+            remove_cgroup(cgroup)
         for (binary, table), chains in self.new_chains().items():
             _remove_chains(binary, table, chains)
         for name, value in self.sysctls.items():
@@ -175,7 +175,7 @@ class HostSnapshot:
         return found
 
 
-def _remove_cgroup(top: Path) -> None:
+def remove_cgroup(top: Path) -> None:
     """Kills what still runs in a cgroup tree the node created, then removes it bottom-up."""
     tree = sorted(
         (p for p in [top, *top.rglob("*")] if p.is_dir()), key=lambda p: len(p.parts), reverse=True

@@ -12,7 +12,9 @@ its root and pod logs under the run's directory. kube-scheduler binds pods. The 
 runs no node-lifecycle controller, so nothing would lift the ``not-ready`` taint a new node
 carries: the fixture removes it once the node is Ready. The host is recorded before
 (``hostrestore.HostSnapshot``) and restored after, also when a test fails; processes are stopped
-by PID, shims found by this run's socket. One node per host at a time (a lock file).
+by PID, shims found by this run's socket. One node run per host at a time (a lock file).
+Every real node carries ``NODE_LABEL`` (the chart's delivery DaemonSet selects it);
+``netns_node`` starts a second node within this run from the same pieces.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,6 +44,9 @@ HOST_LOCK = Path("/run/lock/ai-models-real-node.lock")
 LOCK_WAIT_SECONDS = 1800.0
 _HELD: list[Path] = []
 NOT_READY_TAINT = "node.kubernetes.io/not-ready:NoSchedule-"
+NODE_LABEL = "ai-models.test/node-kind=real"
+"""Every real node carries it: the chart's delivery DaemonSet selects it (not the Nodes the node
+emulator leaves behind)."""
 
 
 @dataclass(frozen=True)
@@ -103,7 +108,10 @@ state = "{root / "state"}"
     return path
 
 
-def _start_containerd(work: Path, network: PodNetwork) -> tuple[Process, Path]:
+def start_containerd(
+    work: Path, network: PodNetwork, wrapper: Sequence[str] = ()
+) -> tuple[Process, Path]:
+    """containerd of this run; ``wrapper`` (an argv prefix) runs it in other namespaces."""
     config = _containerd_config(work, network)
     socket = config.parent / "containerd.sock"
     # Every image is imported; a pull (a pod of another suite's image) must not leave the
@@ -111,7 +119,8 @@ def _start_containerd(work: Path, network: PodNetwork) -> tuple[Process, Path]:
     blocked = "http://127.0.0.1:9"
     env = {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"), "HTTP_PROXY": blocked,
            "HTTPS_PROXY": blocked, "NO_PROXY": ""}  # fmt: skip
-    process = Process("containerd", ["containerd", "--config", str(config)], work, env=env)
+    argv = [*wrapper, "containerd", "--config", str(config)]
+    process = Process("containerd", argv, work, env=env)
 
     def answers() -> bool:
         probe = ["ctr", "--address", str(socket), "version"]
@@ -121,7 +130,9 @@ def _start_containerd(work: Path, network: PodNetwork) -> tuple[Process, Path]:
     return process, socket
 
 
-def _kubelet_config(plane: ControlPlane, work: Path, socket: Path, address: str) -> Path:
+def _kubelet_config(
+    plane: ControlPlane, work: Path, socket: Path, address: str, extra: dict[str, object]
+) -> Path:
     serving = issue_serving_cert(plane, work / "pki", "kubelet-serving", address)
     config = {
         "apiVersion": "kubelet.config.k8s.io/v1beta1",
@@ -151,6 +162,7 @@ def _kubelet_config(plane: ControlPlane, work: Path, socket: Path, address: str)
         "shutdownGracePeriod": "0s",
         "nodeStatusReportFrequency": "10s",
         "serializeImagePulls": False,
+        **extra,
     }
     path = work / "kubelet-config.yaml"
     path.write_text(yaml.safe_dump(config))
@@ -163,24 +175,40 @@ def _empty_resolv_conf(work: Path) -> Path:
     return path
 
 
-def _start_kubelet(
-    plane: ControlPlane, work: Path, name: str, socket: Path, address: str
+def start_kubelet(
+    plane: ControlPlane,
+    work: Path,
+    name: str,
+    socket: Path,
+    *,
+    wrapper: Sequence[str] = (),
+    server: str | None = None,
+    extra: dict[str, object] | None = None,
 ) -> Process:
+    """The kubelet of node ``name`` (also its address); ``wrapper`` runs it in other namespaces,
+    ``server`` is the API server's URL as seen from there, ``extra`` more configuration."""
     cert = issue_client_cert(plane, work / "pki", "kubelet", f"system:node:{name}", "system:nodes")
     kubeconfig = plane.write_kubeconfig(
         work / "kubelet.kubeconfig",
         {"client-certificate": str(cert.cert), "client-key": str(cert.key)},
     )
+    if server is not None:
+        written = yaml.safe_load(kubeconfig.read_text())
+        written["clusters"][0]["cluster"]["server"] = server
+        kubeconfig.write_text(yaml.safe_dump(written))
+    config = _kubelet_config(plane, work, socket, name, extra or {})
     return Process(
         f"kubelet-{name}",
         [
+            *wrapper,
             str(plane.bin_dir / "kubelet"),
-            f"--config={_kubelet_config(plane, work, socket, address)}",
+            f"--config={config}",
             f"--kubeconfig={kubeconfig}",
             f"--root-dir={work / 'kubelet'}",
             f"--cert-dir={work / 'kubelet-pki'}",
             f"--hostname-override={name}",
-            f"--node-ip={address}",
+            f"--node-ip={name}",
+            f"--node-labels={NODE_LABEL}",
             "--v=1",
         ],
         work,
@@ -241,7 +269,7 @@ def processes_of_run(work: Path, socket: Path) -> list[int]:
     return sorted(set(found) | set(_shims_of(socket)))
 
 
-def _drain(node: RealNode) -> None:
+def drain(node: RealNode) -> None:
     """Pods deleted through the API, so the kubelet stops their sandboxes (CNI DEL) itself."""
     node.plane.kubectl_run("delete", "pods", "-A", "--field-selector", f"spec.nodeName={node.name}",
                            "--force", "--grace-period=0", "--wait=false")  # fmt: skip
@@ -252,7 +280,7 @@ def _drain(node: RealNode) -> None:
         time.sleep(0.5)
 
 
-def _stop_runtime(containerd: Process, socket: Path) -> None:
+def stop_runtime(containerd: Process, socket: Path) -> None:
     ctr = ["ctr", "--address", str(socket), "-n", "k8s.io", "tasks"]
     listed = subprocess.run([*ctr, "ls", "-q"], capture_output=True, text=True, timeout=30)
     for task in listed.stdout.split():
@@ -264,7 +292,7 @@ def _stop_runtime(containerd: Process, socket: Path) -> None:
             os.kill(pid, signal.SIGKILL)
 
 
-def _run_all(steps: list[Callable[[], object]]) -> None:
+def run_all(steps: list[Callable[[], object]]) -> None:
     """Runs every teardown step even when one fails; raises the first failure at the end."""
     errors: list[BaseException] = []
     for step in steps:
@@ -286,6 +314,11 @@ def run_node(plane: ControlPlane, work: Path) -> Iterator[RealNode]:
     """
     with _host_lock():
         yield from _run_node(plane, work)
+
+
+def host_lock_held() -> bool:
+    """Whether a node run of this process holds the host lock (a second node joins that run)."""
+    return bool(_HELD)
 
 
 @contextlib.contextmanager
@@ -320,9 +353,9 @@ def _run_node(plane: ControlPlane, work: Path) -> Iterator[RealNode]:
     node: RealNode | None = None
     try:
         network.create(api_port=int(plane.url.rsplit(":", 1)[1]))
-        runtime = _start_containerd(work, network)
+        runtime = start_containerd(work, network)
         node = RealNode(name, plane, network, runtime[1], work, snapshot)
-        kubelet = _start_kubelet(plane, work, name, runtime[1], network.gateway)
+        kubelet = start_kubelet(plane, work, name, runtime[1])
         processes.append(kubelet)
         kubelet.wait_ready(lambda: node_ready(plane, name), timeout=60)
         plane.kubectl_run("taint", "nodes", name, NOT_READY_TAINT)
@@ -331,13 +364,13 @@ def _run_node(plane: ControlPlane, work: Path) -> Iterator[RealNode]:
     finally:
         steps: list[Callable[[], object]] = []
         if node is not None:
-            steps.append(functools.partial(_drain, node))
+            steps.append(functools.partial(drain, node))
         steps += [process.stop for process in reversed(processes)]
         if runtime is not None:
-            steps.append(functools.partial(_stop_runtime, *runtime))
+            steps.append(functools.partial(stop_runtime, *runtime))
         steps += [
             network.close,
             functools.partial(snapshot.restore, work),
             functools.partial(plane.kubectl_run, "delete", "node", name, "--wait=false"),
         ]
-        _run_all(steps)
+        run_all(steps)

@@ -10,6 +10,11 @@ loopback destination. The same rule in OUTPUT lets host processes (the controlle
 gateway address too, so one address works for both. FORWARD accepts pod to pod on the bridge and
 drops anything else entering or leaving it: pods reach each other and the host's loopback
 servers, nothing beyond. ``close()`` deletes the rules and the bridge.
+
+A node in a network namespace of its own (``netns_node``) builds the same bridge, conflist and
+FORWARD rules inside that namespace (``create_behind``: every command through ``nsenter``), with
+no NAT chain of its own: its pods' routes lead to the host's addresses through the namespace's
+uplink, where the first network's chain forwards them.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import ipaddress
 import json
 import secrets
 import subprocess
+from collections.abc import Sequence
 from pathlib import Path
 
 API_CLUSTER_IP = "10.0.0.1"
@@ -43,7 +49,9 @@ def _free_subnet() -> ipaddress.IPv4Network:
 
 
 class PodNetwork:
-    def __init__(self, work: Path) -> None:
+    def __init__(self, work: Path, netns: Path | None = None) -> None:
+        self.netns = netns
+        """The network namespace the bridge lives in (its bind-mounted file); None: the host's."""
         run_id = secrets.token_hex(3)
         self.bridge = f"aim{run_id}"
         self.chain = f"AIM-NODE-{run_id.upper()}"
@@ -54,26 +62,53 @@ class PodNetwork:
         self._hooks: list[tuple[str, ...]] = []
         self._created = False
 
+    def _cmd(self, *argv: str) -> tuple[str, ...]:
+        """``argv`` as run in this network's namespace."""
+        return ("nsenter", f"--net={self.netns}", *argv) if self.netns else argv
+
     def create(self, api_port: int) -> None:
-        _run("ip", "link", "add", self.bridge, "type", "bridge")
-        self._created = True
-        _run("ip", "addr", "add", f"{self.gateway}/{self.subnet.prefixlen}", "dev", self.bridge)
-        _run("ip", "link", "set", self.bridge, "up")
+        self._bridge_up()
         Path(f"/proc/sys/net/ipv4/conf/{self.bridge}/route_localnet").write_text("1")
         _run("iptables", "-t", "nat", "-N", self.chain)
-        for hook in (
+        self._hook(
             ("-t", "nat", "PREROUTING", "-i", self.bridge, "-j", self.chain),
             ("-t", "nat", "OUTPUT", "-d", self.gateway, "-j", self.chain),
+            *self._forward_hooks(()),
+        )
+        self._dnat(API_CLUSTER_IP, 443, api_port)
+        self._write_conflist(())
+
+    def create_behind(self, uplink: str, routes: Sequence[str]) -> None:
+        """The bridge in this network's namespace: pods route ``routes`` (CIDRs: the host's
+        addresses) and the ClusterIP to the bridge, the namespace forwards them out of
+        ``uplink`` (and answers back in), nothing else passes."""
+        self._bridge_up()
+        self._hook(*self._forward_hooks((uplink,)))
+        self._write_conflist(routes)
+
+    def _bridge_up(self) -> None:
+        _run(*self._cmd("ip", "link", "add", self.bridge, "type", "bridge"))
+        self._created = True
+        address = f"{self.gateway}/{self.subnet.prefixlen}"
+        _run(*self._cmd("ip", "addr", "add", address, "dev", self.bridge))
+        _run(*self._cmd("ip", "link", "set", self.bridge, "up"))
+
+    def _forward_hooks(self, uplinks: Sequence[str]) -> list[tuple[str, ...]]:
+        """Inserted in this order, so the last is first: pod to pod on this bridge (a hostPort
+        is DNATed to the serving pod's address; with br_netfilter the bridged reply passes
+        FORWARD too) and to and from each uplink are accepted, the rest in or out dropped."""
+        pairs = [*((self.bridge, u) for u in uplinks), *((u, self.bridge) for u in uplinks)]
+        pairs.append((self.bridge, self.bridge))
+        return [
             ("-t", "filter", "FORWARD", "-i", self.bridge, "-j", "DROP"),
             ("-t", "filter", "FORWARD", "-o", self.bridge, "-j", "DROP"),
-            # Inserted last, so first: pod to pod on this bridge (a hostPort is DNATed to the
-            # serving pod's address; with br_netfilter the bridged reply passes FORWARD too).
-            ("-t", "filter", "FORWARD", "-i", self.bridge, "-o", self.bridge, "-j", "ACCEPT"),
-        ):
-            _run("iptables", hook[0], hook[1], "-I", *hook[2:])
+            *(("-t", "filter", "FORWARD", "-i", i, "-o", o, "-j", "ACCEPT") for i, o in pairs),
+        ]
+
+    def _hook(self, *hooks: tuple[str, ...]) -> None:
+        for hook in hooks:
+            _run(*self._cmd("iptables", hook[0], hook[1], "-I", *hook[2:]))
             self._hooks.append(hook)
-        self._dnat(API_CLUSTER_IP, 443, api_port)
-        self._write_conflist()
 
     def expose(self, port: int) -> str:
         """Makes ``127.0.0.1:<port>`` reachable from pods (and the host) as ``<gateway>:<port>``."""
@@ -84,7 +119,7 @@ class PodNetwork:
         _run("iptables", "-t", "nat", "-A", self.chain, "-d", address, "-p", "tcp", "--dport",
              str(port), "-j", "DNAT", "--to-destination", f"127.0.0.1:{to_port}")  # fmt: skip
 
-    def _write_conflist(self) -> None:
+    def _write_conflist(self, routes: Sequence[str]) -> None:
         self.conf_dir.mkdir(parents=True, exist_ok=True)
         conflist = {
             "cniVersion": "0.4.0",
@@ -100,7 +135,10 @@ class PodNetwork:
                         "type": "host-local",
                         "dataDir": str(self._ipam_dir),
                         "ranges": [[{"subnet": str(self.subnet), "gateway": self.gateway}]],
-                        "routes": [{"dst": f"{API_CLUSTER_IP}/32", "gw": self.gateway}],
+                        "routes": [
+                            {"dst": cidr, "gw": self.gateway}
+                            for cidr in (f"{API_CLUSTER_IP}/32", *routes)
+                        ],
                     },
                 },
                 # hostPorts (the delivery DaemonSet): DNAT chains CNI-HOSTPORT-*/CNI-DN-*, removed
@@ -112,10 +150,12 @@ class PodNetwork:
 
     def close(self) -> None:
         for hook in reversed(self._hooks):
-            subprocess.run(["iptables", hook[0], hook[1], "-D", *hook[2:]], capture_output=True)
+            delete = self._cmd("iptables", hook[0], hook[1], "-D", *hook[2:])
+            subprocess.run(delete, capture_output=True)
         self._hooks.clear()
-        for flag in ("-F", "-X"):
-            subprocess.run(["iptables", "-t", "nat", flag, self.chain], capture_output=True)
+        if self.netns is None:
+            for flag in ("-F", "-X"):
+                subprocess.run(["iptables", "-t", "nat", flag, self.chain], capture_output=True)
         if self._created:
-            subprocess.run(["ip", "link", "del", self.bridge], capture_output=True)
+            subprocess.run(self._cmd("ip", "link", "del", self.bridge), capture_output=True)
             self._created = False

@@ -15,8 +15,12 @@ containerd and runc running the images built from this tree's Dockerfiles.
 - ``node_controller`` (module): the controller running on the host as the chart's service
   account, as in ``tests/e2e``; its preparation Jobs run as real pods on the real node. The
   chart's own Deployment (the controller image, pinned to the node) and the delivery DaemonSet
-  only run where ``tests.ground.workloads`` starts their controllers
-  (``test_leader_failover.py``, ``test_model_consumption.py``).
+  (on every real node: their label) only run where ``tests.ground.workloads`` starts their
+  controllers (``test_leader_failover.py``, ``test_model_consumption.py``).
+- ``second_node`` (module, only where a test asks for it): ``tests.ground.netns_node`` — a
+  second kubelet and containerd in network and mount namespaces of their own, tainted
+  ``SECOND_NODE_TAINT``, the images imported before its kubelet starts, a delivery cache
+  directory of its own behind the same hostPath; checked for leftovers when it stops.
 """
 
 from __future__ import annotations
@@ -44,7 +48,8 @@ from tests.ground.images import (
     import_images,
 )
 from tests.ground.models import RealModels
-from tests.ground.node import RealNode, processes_of_run, run_node
+from tests.ground.netns_node import run_second_node
+from tests.ground.node import NODE_LABEL, RealNode, processes_of_run, run_node
 from tests.ground.registry import Registry, run_registry
 from tests.integration.chart import find, install
 
@@ -79,6 +84,25 @@ def real_node(
     print(f"real node timings (s): {TIMINGS}", file=sys.stderr)
     left = node.snapshot.leftovers(work) + [f"pid {p}" for p in processes_of_run(work, node.socket)]
     assert left == [], f"the real node left these behind: {left}"
+
+
+@pytest.fixture(scope="module")
+def second_node(
+    real_node: RealNode, node_images: BuiltImages, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RealNode]:
+    work = tmp_path_factory.mktemp("second-node")
+    with run_second_node(real_node, work, node_images, [delivery_cache(real_node)]) as second:
+        TIMINGS.update({f"second node: {step}": s for step, s in second.seconds.items()})
+        yield second.node
+        started = time.monotonic()
+    TIMINGS["second node: stop"] = time.monotonic() - started
+    assert second.leftovers() == [], f"the second node left these behind: {second.leftovers()}"
+
+
+def delivery_cache(node: RealNode) -> Path:
+    """The delivery DaemonSet's hostPath: in the run's directory, nothing left on the host (the
+    second node binds a directory of its own over it)."""
+    return node.work / "delivery-cache"
 
 
 @pytest.fixture(scope="package")
@@ -153,9 +177,9 @@ def node_config(
             "worker.maxConcurrent=3",
             f"worker.nodeSelector.kubernetes\\.io/hostname={real_node.name}",
             f"controller.nodeSelector.kubernetes\\.io/hostname={real_node.name}",
-            f"delivery.nodeSelector.kubernetes\\.io/hostname={real_node.name}",
-            # The node cache's hostPath inside the run's directory: nothing left on the host.
-            f"delivery.cacheHostPath={real_node.work / 'delivery-cache'}",
+            # Every real node: the second one's test needs a delivery pod there too.
+            "delivery.nodeSelector." + NODE_LABEL.replace(".", "\\."),
+            f"delivery.cacheHostPath={delivery_cache(real_node)}",
             "worker.backoffLimit=1",
             "worker.progressIntervalSeconds=1",
             "worker.resources.requests.cpu=100m",

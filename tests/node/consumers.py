@@ -1,6 +1,6 @@
 """Consuming workloads of the real-node consumption tests: a container of the worker image that
 prints the sha256 of every file under ``/models/<name>`` (one JSON line) and then waits; the
-delivery pod's metrics; the digests of the published source files."""
+delivery pod of a node and its metrics; the digests of the published source files."""
 
 from __future__ import annotations
 
@@ -10,13 +10,15 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from tests.e2e.conftest import JSON, get_json
+from tests.e2e.conftest import JSON, SYSTEM, get_json
 from tests.ground.controlplane import ControlPlane
 from tests.ground.images import WORKER_IMAGE
 
 MINILM_URL = "https://huggingface.co/sentence-transformers/all-MiniLM-L6-v2"
 FILEPATH = "org.cncf.model.filepath"
 JOURNAL = ".ai-models-materialized.json"
+DELIVERY = "app.kubernetes.io/name=ai-models-delivery"
+BLOB_METRICS = ("registry_bytes_total", "served_bytes_total", "cache_misses_total")
 HASHES = """
 import hashlib, json, os, sys, time
 root = os.environ.get("AI_MODELS_DIR", "/models")
@@ -148,6 +150,22 @@ def source_digests(source: Path, manifest: JSON) -> dict[str, str]:
     """sha256 of the source file behind every file layer of the published manifest."""
     paths = [layer["annotations"][FILEPATH] for layer in manifest["layers"]]
     return {path: hashlib.sha256((source / path).read_bytes()).hexdigest() for path in paths}
+
+
+def delivery_ip(plane: ControlPlane, node: str) -> str:
+    """The address of the delivery pod on ``node`` once it is Ready, else ""."""
+    selector = f"spec.nodeName={node}"
+    listed = get_json(plane, "pods", "-n", SYSTEM, "-l", DELIVERY, "--field-selector", selector)
+    for pod in listed.get("items", []):
+        conditions = (pod.get("status") or {}).get("conditions") or []
+        if any(c["type"] == "Ready" and c["status"] == "True" for c in conditions):
+            return str(pod["status"]["podIP"])
+    return ""
+
+
+def blob_delta(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    """How far the delivery pod's blob counters moved between two readings of ``metrics``."""
+    return {name: after.get(name, 0.0) - before.get(name, 0.0) for name in BLOB_METRICS}
 
 
 def metrics(address: str) -> dict[str, float]:

@@ -2,7 +2,8 @@
 ``ai.deckhouse.io/clustermodel`` get their models from the chart's webhook (served by the
 controller Deployment's pod, called by the API server through its Service's endpoint:
 ``--enable-aggregator-routing``) and the delivery DaemonSet (hostPort on the node address,
-CNI ``portmap``), with files read back from inside the consuming containers.
+CNI ``portmap``), with files read back from inside the consuming containers. One test adds a
+second node (``second_node``: its own network namespace, delivery pod and cache).
 
 This module sorts after ``test_host_restore.py`` (which needs a host without a node) and must
 run its tests in order: the first consumption finds the node cache cold, the last one stops the
@@ -24,13 +25,18 @@ from tests.e2e.helpers import apply, manifest, model, namespace, registry_get, w
 from tests.ground.controlplane import ControlPlane
 from tests.ground.images import WORKER_IMAGE
 from tests.ground.models import RealModels
+from tests.ground.netns_node import SECOND_NODE_TAINT
 from tests.ground.node import RealNode
 from tests.ground.registry import Registry
 from tests.ground.workloads import run_workload_controllers
 from tests.node.conftest import REGISTRY_AUTH_SECRET, REGISTRY_USER
 from tests.node.consumers import (
+    BLOB_METRICS,
+    DELIVERY,
     MINILM_URL,
+    blob_delta,
     consumer_pod,
+    delivery_ip,
     deployment,
     file_digests,
     forged_pod,
@@ -43,8 +49,6 @@ from tests.node.consumers import (
 from tests.node.test_leader_failover import controller_pods, ready
 
 NS_A, NS_B = "consume-a", "consume-b"
-DELIVERY = "app.kubernetes.io/name=ai-models-delivery"
-BLOB_METRICS = ("registry_bytes_total", "served_bytes_total", "cache_misses_total")
 
 
 @dataclass(frozen=True)
@@ -69,11 +73,11 @@ def consumption(
 
         def up() -> str:
             pods = controller_pods(plane)
-            delivery = get_json(plane, "pods", "-n", SYSTEM, "-l", DELIVERY).get("items", [])
+            delivery = delivery_ip(plane, real_node.name)
             hook = get_json(plane, "mutatingwebhookconfiguration", "ai-models-webhook")
             bundles = [w["clientConfig"].get("caBundle") for w in hook.get("webhooks", [])]
-            up = len(pods) == 1 and ready(pods[0]) and delivery and ready(delivery[0])
-            return str(delivery[0]["status"]["podIP"]) if up and bundles and all(bundles) else ""
+            up = len(pods) == 1 and ready(pods[0]) and bundles and all(bundles)
+            return delivery if up else ""
 
         yield Consumption(wait_for(up, 240, every=1))
         plane.kubectl_run(
@@ -147,16 +151,19 @@ def test_a_deployment_gets_its_ready_model_byte_identical_and_the_node_fetches_i
         assert files == {"minilm": expected}
     # The node's delivery pod fetched each file blob from the registry once for the two pods
     # (materialize needs no config blob), and served the manifest and every blob to each.
-    layers = {layer["digest"]: layer["size"] for layer in body["layers"]}
-    _, _, raw = registry_get(
-        f"{node_registry.url}/v2/ai-models/model/{NS_A}/minilm/manifests/{digest}"
-    )
-    delta = {name: after[name] - before.get(name, 0.0) for name in BLOB_METRICS}
-    assert delta == {
-        "registry_bytes_total": sum(layers.values()),
-        "cache_misses_total": len(layers),
-        "served_bytes_total": 2 * (sum(layers.values()) + len(raw)),
+    layers, manifest_size = blob_sizes(node_registry, body, digest)
+    assert blob_delta(before, after) == {
+        "registry_bytes_total": layers,
+        "cache_misses_total": len(body["layers"]),
+        "served_bytes_total": 2 * (layers + manifest_size),
     }
+
+
+def blob_sizes(registry: Registry, body: JSON, digest: str) -> tuple[int, int]:
+    """The layers' total size and the manifest's as the registry serves it (Model minilm)."""
+    url = f"{registry.url}/v2/ai-models/model/{NS_A}/minilm/manifests/{digest}"
+    _, _, raw = registry_get(url)
+    return sum(layer["size"] for layer in body["layers"]), len(raw)
 
 
 def finished(plane: ControlPlane, ns: str, name: str) -> bool:
@@ -295,6 +302,44 @@ def test_no_secret_in_workload_namespaces_and_no_registry_credential_in_a_consum
         {"serviceAccountToken": {"audience": "ai-models-delivery", "expirationSeconds": 600,
                                  "path": "token"}}
     ]  # fmt: skip
+
+
+def test_a_pod_on_a_second_node_gets_the_model_through_its_own_delivery_pod_and_cache(
+    control_plane: ControlPlane,
+    second_node: RealNode,
+    node_registry: Registry,
+    real_models: RealModels,
+    consumption: Consumption,
+    models: dict[str, JSON],
+) -> None:
+    """The first node's cache holds Model minilm (the first test's two pods fetched each layer
+    once); a pod of it on the second node gets the same files through that node's delivery pod,
+    which fetches each layer from the registry itself, while the first node's counters stay."""
+    plane, obj = control_plane, models["model"]
+    digest = obj["status"]["artifact"]["digest"]
+    code, body, _ = manifest(
+        node_registry.url, f"ai-models/model/{NS_A}/minilm", obj["metadata"]["uid"]
+    )
+    assert code == 200
+    second_ip = wait_for(lambda: delivery_ip(plane, second_node.name), 120, every=1)
+    assert second_ip != consumption.delivery_ip
+    first_before, before = metrics(consumption.delivery_ip), metrics(second_ip)
+    pod = consumer_pod("elsewhere", NS_A, second_node.name, model="minilm")
+    pod["spec"]["tolerations"] = [{"key": SECOND_NODE_TAINT, "operator": "Exists"}]
+    apply(plane, pod)
+    assert wait_for(functools.partial(finished, plane, NS_A, "elsewhere"), 120)
+    done = get_json(plane, "pod", "elsewhere", "-n", NS_A)
+    assert done["status"]["phase"] == "Succeeded", json.dumps(done["status"])
+    assert done["status"]["hostIP"] == second_node.name
+    assert file_digests(plane, done) == {"minilm": source_digests(real_models.minilm_dir, body)}
+    layers, manifest_size = blob_sizes(node_registry, body, digest)
+    assert blob_delta(before, metrics(second_ip)) == {
+        "registry_bytes_total": layers,
+        "cache_misses_total": len(body["layers"]),
+        "served_bytes_total": layers + manifest_size,
+    }
+    first_after = metrics(consumption.delivery_ip)
+    assert blob_delta(first_before, first_after) == dict.fromkeys(BLOB_METRICS, 0.0)
 
 
 def test_with_the_webhook_down_only_annotated_workloads_are_refused(
