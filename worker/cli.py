@@ -39,6 +39,7 @@ the pull side (``worker.commands``).
 from __future__ import annotations
 
 import argparse
+import gc
 from pathlib import Path
 
 
@@ -72,6 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    gc.disable()  # until the modules are loaded: worker.cli_run.settle_imports
     from worker.cli_run import run  # the imports of logging and the command start here
 
     return run(args)

@@ -1,4 +1,5 @@
-"""The three commands, wired from the parts: sources → inspection → publish / materialize.
+"""The prepare-side commands, wired from the parts: sources → inspection → publish (the pull
+commands are in ``commands_pull``, which imports none of this).
 
 Each returns the JSON-ready dict the CLI prints; failures are ``WorkerError``s.
 """
@@ -12,7 +13,7 @@ from typing import Any
 import structlog
 
 from api import protocol
-from oci.registry import RegistrySettings
+from worker.environment import env_path, registry_options
 from worker.errors import InsufficientStorage, InvalidSource
 from worker.inspect.resolve import inspect_source
 from worker.oci.publish import publish
@@ -20,31 +21,11 @@ from worker.oci.target import parse_destination
 from worker.plan import Source
 from worker.podreport import Annotator, patch_with_retries, pod_annotator_from_env
 from worker.progress import ProgressReporter
-from worker.sources import UploadSettings, open_source, parse_source
+from worker.sources import open_source, parse_source
 from worker.sources.settings import SourceSettings
-from worker.sources.spec import CatalogSpec
+from worker.sources.spec import CatalogSpec, UploadSpec
 
-TRUE = frozenset({"1", "true", "yes", "on"})
 log = structlog.get_logger("worker")
-
-
-def _env_path(name: str) -> Path | None:
-    value = os.environ.get(name)
-    return Path(value) if value else None
-
-
-def registry_options() -> dict[str, Any]:
-    docker_config = _env_path(protocol.ENV_DOCKER_CONFIG)
-    options: dict[str, Any] = {
-        "insecure": os.environ.get(protocol.ENV_AI_MODELS_REGISTRY_INSECURE, "").lower() in TRUE,
-        "ca_file": _env_path(protocol.ENV_AI_MODELS_REGISTRY_CA),
-        "auth_file": docker_config / "config.json" if docker_config else None,
-    }
-    attempts = os.environ.get("AI_MODELS_REGISTRY_ATTEMPTS")
-    if attempts and attempts.isdigit() and int(attempts) >= 1:
-        # Tries per registry request before RegistryUnavailable (default 6, ~15 s of backoff).
-        options["settings"] = RegistrySettings(attempts=int(attempts))
-    return options
 
 
 def _float_env(name: str, default: float) -> float:
@@ -67,8 +48,14 @@ def _files(plan: Any) -> list[dict[str, Any]]:
 
 
 def _open_source(spec: str) -> Source:
-    """The source; an upload reads its blob with the registry settings of publishing."""
-    return open_source(spec, SourceSettings.from_env(), UploadSettings.from_env(registry_options()))
+    """The source; an upload reads its blob with the registry settings of publishing (its
+    module, with the archive readers, is imported for an upload only)."""
+    upload = None
+    if isinstance(parse_source(spec), UploadSpec):
+        from worker.sources.upload import UploadSettings
+
+        upload = UploadSettings.from_env(registry_options())
+    return open_source(spec, SourceSettings.from_env(), upload)
 
 
 def inspect(spec: str) -> dict[str, Any]:
@@ -107,7 +94,7 @@ def prepare(spec: str, dest: str) -> dict[str, Any]:
     # Both arguments are checked before any traffic (opening a source only parses it), the
     # source first: a refused source must not leave a new, empty layout directory behind.
     source = _open_source(spec)
-    upload_state = _upload_state(_env_path(protocol.ENV_AI_MODELS_WORKSPACE))
+    upload_state = _upload_state(env_path(protocol.ENV_AI_MODELS_WORKSPACE))
     target = parse_destination(dest, upload_state=upload_state, **registry_options())
     starting = ProgressReporter(0, annotator, interval=interval)
     starting.stage("inspecting")
@@ -158,10 +145,10 @@ def _prepare_from_catalog(
     spec: CatalogSpec, dest: str, annotator: Annotator | None, interval: float
 ) -> dict[str, Any]:
     """A catalog import: the artifact copied by digest, not inspected nor rebuilt."""
-    grant_file = _env_path(protocol.ENV_AI_MODELS_CATALOG_GRANT_FILE)
+    grant_file = env_path(protocol.ENV_AI_MODELS_CATALOG_GRANT_FILE)
     if grant_file is None:
         raise InvalidSource(f"{protocol.ENV_AI_MODELS_CATALOG_GRANT_FILE} names no grant file")
-    workspace = _env_path(protocol.ENV_AI_MODELS_WORKSPACE)
+    workspace = env_path(protocol.ENV_AI_MODELS_WORKSPACE)
     options = registry_options()
     target = parse_destination(dest, upload_state=_upload_state(workspace), **options)
     from worker.sources.catalog import import_from_catalog
@@ -192,36 +179,3 @@ def _upload_state(workspace: Path | None) -> Path | None:
     except OSError:
         return None
     return directory / "uploads.json"
-
-
-def materialize(ref: str, dest: Path) -> dict[str, Any]:
-    from worker.oci.materialize import materialize as pull  # not imported by prepare (zstd, tar)
-
-    done = pull(ref, dest, **registry_options())
-    return {
-        "reference": done.reference,
-        "digest": done.digest,
-        "directory": str(done.directory),
-        "files": [
-            {"path": f.path, "size": f.size, "digest": f.digest, "skipped": f.skipped}
-            for f in done.files
-        ],
-    }
-
-
-def materialize_pod(digests: Path, token: Path, endpoint: str, dest: Path) -> dict[str, Any]:
-    from worker.materialize_pod import materialize_pod as pull_pod
-
-    done = pull_pod(
-        digests,
-        token,
-        endpoint,
-        dest,
-        namespace=os.environ.get(protocol.ENV_POD_NAMESPACE) or None,
-        ca_file=_env_path("AI_MODELS_DELIVERY_CA"),
-    )
-    return {
-        "models": [
-            {"directory": str(m.directory), "digest": m.digest, "files": len(m.files)} for m in done
-        ]
-    }

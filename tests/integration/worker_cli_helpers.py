@@ -282,9 +282,12 @@ def _proxy_handler(proxy: CountingProxy) -> type[BaseHTTPRequestHandler]:
             host, _, port = proxy.upstream.partition(":")
             lines = [f"{self.command} {self.path} HTTP/1.1"]
             lines += [f"{k}: {v}" for k, v in self.headers.items() if k.lower() != "connection"]
+            half = body[: len(body) // 2]
+            if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+                half = b"%x\r\n%b\r\n" % (len(half), half)  # a streamed body, not ended
             with socket.create_connection((host, int(port)), timeout=60) as upstream:
                 head = ("\r\n".join(lines) + "\r\n\r\n").encode()
-                upstream.sendall(head + body[: len(body) // 2])
+                upstream.sendall(head + half)
                 time.sleep(0.2)  # the registry writes what it got
                 # SO_LINGER 0: the close is a reset, as from a peer that died.
                 upstream.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))

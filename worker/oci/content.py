@@ -1,10 +1,10 @@
-"""What the worker's transfers share: re-chunking, the resumable ``ChunkOpener``, and the
+"""What the worker's transfers share: the resumable ``ChunkOpener``, and the
 ``DigestMismatch`` fact. Digests themselves (``sha256:<64 hex>``) are ``oci.digest``'s.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 
 ChunkOpener = Callable[[int], Iterable[bytes]]
 """Opens a blob's bytes from an offset. Resumable transfers reopen it where the medium stopped,
@@ -26,21 +26,3 @@ class DigestMismatch(Exception):  # noqa: N818 - a fact, not a failure reason of
         self.expected = expected
         self.actual = actual
         self.what = what
-
-
-def rechunk(pieces: Iterable[bytes], chunk_size: int) -> Iterator[bytes]:
-    """Exactly ``chunk_size`` bytes per chunk (the last one shorter), whatever the source yields.
-
-    At most one chunk plus one piece is held in memory.
-    """
-    buffer = bytearray()
-    for piece in pieces:
-        if not buffer and len(piece) == chunk_size:
-            yield piece  # the common case: no copy
-            continue
-        buffer += piece
-        while len(buffer) >= chunk_size:
-            yield bytes(buffer[:chunk_size])
-            del buffer[:chunk_size]
-    if buffer:
-        yield bytes(buffer)

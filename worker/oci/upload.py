@@ -1,25 +1,33 @@
 """Resumable blob uploads: POST a session, PATCH the bytes, PUT ``?digest=``.
 
-Two ways to PATCH, chosen by the caller for the source's cost of reading again:
+Every blob streams: a PATCH's body (``Transfer-Encoding: chunked``, the streamed upload docker
+clients use) is sent as the source yields it, so the registry does its per-request work (sync,
+bookkeeping) once per request instead of once per chunk. A source that fails ends the body
+where it failed: the request completes and the session stays resumable from there.
 
-- **Streamed** (a local file): one PATCH carries the whole blob (``Transfer-Encoding:
-  chunked``, the streamed upload docker clients use) and its body streams from the source as
-  it reads, so the registry does its per-request work (sync, bookkeeping) once per blob instead
-  of once per chunk. A source that fails ends the body where it failed: the request completes
-  and the session stays resumable from there. A worker killed mid-request loses the session
-  (docker-registry cancels a session whose size is not the offset its location names), and the
-  file is read and sent again: cheap for a file on disk.
-- **Chunked** (a download): one PATCH per chunk (``RegistrySettings.chunk_size``), each read
-  whole before it is sent. Every answered PATCH is a point to resume from that costs no
-  download again, which is worth the per-request cost when the source is the slower side.
+- **A local file** (``streamed=True``, cheap to read again) is read in the uploading thread.
+- **A download** (Hub, Ollama, a registry) is read ahead by a thread of its own
+  (``read_ahead.py``), so the download goes on while the upload sends.
 
-Either way memory is one chunk per upload, whatever the file size, and a blob of at most one
-chunk whose digest is known goes in the PUT itself (two requests, no PATCH).
+Either goes in one PATCH, unless the caller asks for PATCHes of ``segment_size`` bytes (each
+answered one a point to resume from). One PATCH is the default: at the end of each PATCH
+docker-registry syncs what it wrote and saves its hash state before it answers, and the upload
+waits for that; 64 MiB segments made a 1 GiB download 30-40% slower (docs/performance.md).
+
+What a worker killed mid-request costs: docker-registry cancels a session whose size is not
+the offset its location names, and an interrupted PATCH (a killed worker, a broken connection)
+leaves such a size behind, whatever the body's framing. The next run finds the session gone
+(``GET`` answers 404) and starts the blob over. Only a body that *ends* (a failing source, a
+cancelled transfer) keeps the session. docs/oci.md has the measured cases.
+
+Memory is one piece of the source per upload, plus ``READ_AHEAD_BYTES`` for a download,
+whatever the file size; a blob of at most one chunk (``RegistrySettings.chunk_size``) whose
+digest is known goes in the PUT itself (two requests, no PATCH).
 
 The registry answers the POST and every PATCH with the session's location; for a blob whose
 digest is known in advance that location is remembered (in memory and, when a state file is
-given, on disk), so an upload that died (the source stream broke, the connection broke, the pod
-was killed) resumes where the registry's committed offset (``GET`` of the session: ``Range:
+given, on disk), so an upload that stopped (the source stream broke, the transfer was
+cancelled) resumes where the registry's committed offset (``GET`` of the session: ``Range:
 0-<last>``) says, with a new PATCH from there, and the source is reopened at that offset:
 committed bytes are neither read from the source nor sent again.
 
@@ -32,10 +40,11 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import itertools
 import json
 import os
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -44,12 +53,15 @@ import structlog
 from oci.errors import Refused, RegistryError, Unavailable
 from oci.registry import RegistryClient
 from worker.errors import RegistryUnavailable, is_out_of_space
-from worker.oci.content import ByteCounter, ChunkOpener, DigestMismatch, rechunk
+from worker.oci.content import ByteCounter, ChunkOpener, DigestMismatch
+from worker.oci.read_ahead import ReadAhead
 
 # The registry's answers when a PATCH does not fit the session any more (a partial write of a
 # failed request moved the offset, or the registry dropped the session).
 _SESSION_LOST_STATUSES = frozenset({400, 404, 416})
 _PIECE = 1 << 20
+READ_AHEAD_BYTES = 4 << 20
+"""How far a download's reading thread may run ahead of its upload."""
 log = structlog.get_logger("worker")
 
 
@@ -124,10 +136,11 @@ class BlobUpload:
         digest: str | None,
         *,
         streamed: bool = False,
+        segment_size: int | None = None,
     ) -> None:
-        """``streamed``: the source is cheap to read again (a local file), so the blob goes in
-        one streaming PATCH; otherwise in PATCHes of one chunk each, every one a point to
-        resume from (see the module's docstring)."""
+        """``streamed``: the source is cheap to read again (a local file), so it is read in
+        this thread; otherwise (a download) a thread reads it ahead. ``segment_size``: bytes
+        per PATCH (the last one shorter); None, one PATCH (see the module's docstring)."""
         self._client = client
         self._repository = repository
         self._sessions = sessions
@@ -135,6 +148,7 @@ class BlobUpload:
         self._size = size
         self._digest = digest
         self._streamed = streamed
+        self._segment = segment_size
 
     def run(self, on_bytes: ByteCounter) -> str:
         state = self._resume_or_start(on_bytes)
@@ -155,10 +169,7 @@ class BlobUpload:
     def _attempt(self, state: _Progress, on_bytes: ByteCounter) -> str:
         if self._digest is not None and state.offset == 0 and self._fits_in_put():
             return self._put_whole(state, self._digest, on_bytes)
-        if self._streamed:
-            self._stream_from(state, on_bytes)
-        else:
-            self._send_chunks_from(state, on_bytes)
+        self._stream_from(state, on_bytes)
         return self._finish(state)
 
     def _fits_in_put(self) -> bool:
@@ -190,7 +201,7 @@ class BlobUpload:
 
     def _put_whole(self, state: _Progress, digest: str, on_bytes: ByteCounter) -> str:
         """A small blob: its bytes go in the PUT that closes the session."""
-        data = b"".join(self._checked(state))
+        data = b"".join(self._checked(state, self._open(state.offset)))
         if state.source_error is not None:
             raise state.source_error
         if len(data) != self._size:
@@ -202,49 +213,40 @@ class BlobUpload:
     def _stream_from(self, state: _Progress, on_bytes: ByteCounter) -> None:
         if state.offset < self._size:
             state.source_error = None
-            pieces = self._counted(self._checked(state), on_bytes)
+            chunks: Iterable[bytes] = self._open(state.offset)
+            if not self._streamed:
+                chunks = ReadAhead(chunks, READ_AHEAD_BYTES, name="download")
+            checked = self._checked(state, chunks)
+            pieces = self._counted(checked, on_bytes)
+            segment = self._segment or self._size
             try:
-                location = self._client.upload_stream(self._repository, state.location, pieces)
-            except RegistryError as error:
-                if state.source_error is not None:
-                    raise state.source_error from None
-                if isinstance(error, Unavailable):
-                    raise _StreamBrokenError() from error
-                raise
-            state.location = location
-            self._remember(location)
+                while (body := _next_segment(pieces, segment)) is not None:
+                    self._patch(state, body)
+            finally:
+                checked.close()  # stops the source (and a reading thread) on any way out
             if state.source_error is not None:
                 raise state.source_error
         if state.offset != self._size:
             raise DigestMismatch(str(self._size), str(state.offset), "size")
 
-    def _send_chunks_from(self, state: _Progress, on_bytes: ByteCounter) -> None:
-        chunks: Iterable[bytes] = self._open(state.offset)
+    def _patch(self, state: _Progress, body: Iterator[memoryview]) -> None:
+        """One streamed PATCH; its answer is the next point to resume from."""
         try:
-            for chunk in rechunk(chunks, self._client.settings.chunk_size):
-                if state.offset + len(chunk) > self._size:
-                    raise DigestMismatch(str(self._size), f"more than {self._size}", "size")
-                state.location = self._client.upload_chunk(
-                    self._repository, state.location, chunk, state.offset
-                )
-                state.offset += len(chunk)
-                if state.hasher is not None:
-                    state.hasher.update(chunk)
-                self._remember(state.location)
-                on_bytes(len(chunk))
-        finally:
-            close = getattr(chunks, "close", None)
-            if close is not None:
-                close()
-        if state.offset != self._size:
-            raise DigestMismatch(str(self._size), str(state.offset), "size")
+            location = self._client.upload_stream(self._repository, state.location, body)
+        except RegistryError as error:
+            if state.source_error is not None:
+                raise state.source_error from None
+            if isinstance(error, Unavailable):
+                raise _StreamBrokenError() from error
+            raise
+        state.location = location
+        self._remember(location)
 
-    def _checked(self, state: _Progress) -> Iterator[bytes]:
-        """The source's bytes from ``state.offset``, hashed when the digest is unknown, and no
-        more than the blob announces. A failing source ends the body where it failed, so the
-        request completes with what was read and the session stays resumable from there; the
-        failure is raised once the registry has answered."""
-        chunks: Iterable[bytes] = self._open(state.offset)
+    def _checked(self, state: _Progress, chunks: Iterable[bytes]) -> Generator[bytes, None, None]:
+        """``chunks`` (the source's bytes from ``state.offset``), hashed when the digest is
+        unknown, and no more than the blob announces. A failing source ends the body where it
+        failed, so the request completes with what was read and the session stays resumable
+        from there; the failure is raised once the registry has answered."""
         try:
             for chunk in chunks:
                 if state.offset + len(chunk) > self._size:
@@ -296,6 +298,24 @@ class BlobUpload:
     def _remember(self, location: str) -> None:
         if self._digest is not None:
             self._sessions.set(self._digest, location)
+
+
+def _next_segment(pieces: Iterator[memoryview], size: int) -> Iterator[memoryview] | None:
+    """The body of the next PATCH: pieces up to at least ``size`` bytes (a piece is never
+    split); None when the source has nothing more (no empty PATCH is sent)."""
+    first = next(pieces, None)
+    if first is None:
+        return None
+
+    def body() -> Iterator[memoryview]:
+        sent = 0
+        for piece in itertools.chain((first,), pieces):
+            yield piece
+            sent += len(piece)
+            if sent >= size:
+                return
+
+    return body()
 
 
 def _held(reported: int | None) -> int | None:

@@ -15,18 +15,19 @@ resolve their plan lazily: nothing touches the network until ``plan()`` is calle
     local.py           LocalSource
     upload.py          UploadSource (a committed upload: one file, or an archive unpacked)
     ranged.py          ByteSource over ranged HTTP reads
+
+A provider's module is imported when its kind of source is opened (or one of its names below
+is first read), never by the package itself: a local ``prepare`` does not load the Hub's HTTP
+client (httpx2) nor the upload's archive readers (tar, zip, zstd), which cost the start of
+every run about 0.1 s (``docs/performance.md``).
 """
 
 from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from worker.errors import InvalidSource
-from worker.plan import Source
-from worker.sources.hub_client import HubClient
-from worker.sources.huggingface import HuggingFaceSource
-from worker.sources.local import LocalSource
-from worker.sources.ollama import OllamaSource
-from worker.sources.ollama_client import OllamaRegistryClient
-from worker.sources.settings import SourceSettings
 from worker.sources.spec import (
     CatalogSpec,
     HuggingFaceSpec,
@@ -36,7 +37,14 @@ from worker.sources.spec import (
     UploadSpec,
     parse_source,
 )
-from worker.sources.upload import UploadSettings, UploadSource
+
+if TYPE_CHECKING:
+    from worker.plan import Source
+    from worker.sources.huggingface import HuggingFaceSource
+    from worker.sources.local import LocalSource
+    from worker.sources.ollama import OllamaSource
+    from worker.sources.settings import SourceSettings
+    from worker.sources.upload import UploadSettings, UploadSource
 
 __all__ = [
     "HuggingFaceSource",
@@ -54,19 +62,47 @@ __all__ = [
     "parse_source",
 ]
 
+_LAZY = {
+    "HuggingFaceSource": "worker.sources.huggingface",
+    "LocalSource": "worker.sources.local",
+    "OllamaSource": "worker.sources.ollama",
+    "SourceSettings": "worker.sources.settings",
+    "UploadSettings": "worker.sources.upload",
+    "UploadSource": "worker.sources.upload",
+}
+"""Name → the module defining it, imported on first use (PEP 562)."""
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
+
 
 def open_source(
     spec: str, settings: SourceSettings, upload: UploadSettings | None = None
 ) -> Source:
     """The ``Source`` for a user's source string; ``InvalidSource`` when it is malformed.
-    ``upload`` (default: from the environment, anonymous registry access) serves uploads."""
+    ``upload`` (default: from the environment, anonymous registry access) serves uploads.
+    Only the module of the source's own kind is imported."""
     parsed = parse_source(spec)
     if isinstance(parsed, CatalogSpec):
         raise InvalidSource(f"{spec}: a catalog import is copied by digest by prepare, not read")
     if isinstance(parsed, UploadSpec):
+        from worker.sources.upload import UploadSettings, UploadSource
+
         return UploadSource(parsed, upload or UploadSettings.from_env())
     if isinstance(parsed, HuggingFaceSpec):
+        from worker.sources.hub_client import HubClient
+        from worker.sources.huggingface import HuggingFaceSource
+
         return HuggingFaceSource(parsed, HubClient(settings))
     if isinstance(parsed, OllamaSpec):
+        from worker.sources.ollama import OllamaSource
+        from worker.sources.ollama_client import OllamaRegistryClient
+
         return OllamaSource(parsed, OllamaRegistryClient(settings))
+    from worker.sources.local import LocalSource
+
     return LocalSource(parsed)

@@ -23,20 +23,18 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
-from api.catalog_import import WORKER_SOURCE_SCHEME as CATALOG_SOURCE_SCHEME
-from api.catalog_import import InvalidCatalogSource, parse_catalog_worker_source
 from api.source import HUGGING_FACE_HOSTS, OLLAMA_HOSTS, hugging_face_url, ollama_url
-from api.upload import (
-    WORKER_SOURCE_SCHEME,
-    InvalidUploadSource,
-    UploadFormat,
-    parse_worker_source,
-)
 from worker.errors import InvalidSource
 
+if TYPE_CHECKING:
+    from api.upload import UploadFormat
+
 MAX_SPEC_LENGTH = 2048
+JOB_SCHEME_SUFFIX = "+oci"
+"""The schemes of the Job's own source strings (``upload+oci``, ``catalog+oci``) end so."""
 DEFAULT_OLLAMA_TAG = "latest"
 
 # The Hub's own rule for repository names: word characters, '-' and '.', at most 96 characters,
@@ -139,16 +137,11 @@ def parse_source(spec: str) -> SourceSpec:
         raise InvalidSource("the source contains control characters")
     if spec.startswith(("/", "./", "../")):
         return LocalSpec(url=spec, path=Path(spec))
-    if spec.startswith(f"{WORKER_SOURCE_SCHEME}://"):
-        return _upload(spec)
-    if spec.startswith(f"{CATALOG_SOURCE_SCHEME}://"):
-        return _catalog(spec)
+    if spec.partition("://")[0].endswith(JOB_SCHEME_SUFFIX):
+        return _job_source(spec)
     parts = urlsplit(spec)
     if parts.scheme != "https":
-        raise InvalidSource(
-            f"{spec!r} is not a supported source: use https://huggingface.co/<org>/<repo>, "
-            "https://ollama.com/library/<name>[:tag], or a local path starting with / or ./"
-        )
+        raise _unsupported(spec)
     if parts.username is not None or parts.password is not None or _has_port(parts.netloc):
         raise InvalidSource(f"{spec!r}: credentials and ports do not belong in the source URL")
     host = parts.netloc.lower()
@@ -159,7 +152,29 @@ def parse_source(spec: str) -> SourceSpec:
     raise InvalidSource(f"{spec!r}: host {host!r} is neither huggingface.co/hf.co nor ollama.com")
 
 
+def _unsupported(spec: str) -> InvalidSource:
+    return InvalidSource(
+        f"{spec!r} is not a supported source: use https://huggingface.co/<org>/<repo>, "
+        "https://ollama.com/library/<name>[:tag], or a local path starting with / or ./"
+    )
+
+
+def _job_source(spec: str) -> UploadSpec | CatalogSpec:
+    """The Job's own forms. Their parsers (``api.upload``, ``api.catalog_import``: pydantic
+    models built at import) load only for them, not for the sources a person types."""
+    from api.catalog_import import WORKER_SOURCE_SCHEME as CATALOG_SOURCE_SCHEME
+    from api.upload import WORKER_SOURCE_SCHEME as UPLOAD_SOURCE_SCHEME
+
+    if spec.startswith(f"{UPLOAD_SOURCE_SCHEME}://"):
+        return _upload(spec)
+    if spec.startswith(f"{CATALOG_SOURCE_SCHEME}://"):
+        return _catalog(spec)
+    raise _unsupported(spec)
+
+
 def _upload(spec: str) -> UploadSpec:
+    from api.upload import InvalidUploadSource, parse_worker_source
+
     try:
         found = parse_worker_source(spec)
     except InvalidUploadSource as error:
@@ -175,6 +190,8 @@ def _upload(spec: str) -> UploadSpec:
 
 
 def _catalog(spec: str) -> CatalogSpec:
+    from api.catalog_import import InvalidCatalogSource, parse_catalog_worker_source
+
     try:
         found = parse_catalog_worker_source(spec)
     except InvalidCatalogSource as error:

@@ -139,7 +139,9 @@ def test_interrupted_upload_resumes_from_the_committed_offset(
     )
     with pytest.raises(SourceUnavailable, match="connection reset"):
         _push(registry.host, repository, minilm_plan, broken, upload_state=state, settings=settings)
-    assert broken.streamed["model.safetensors"] == 5 * 4 * MIB
+    # A download is read in pieces of LOCAL_READ_SIZE; the broken source ended the PATCH's
+    # body, so the registry kept every byte read before the break.
+    assert broken.streamed["model.safetensors"] == 5 * LOCAL_READ_SIZE
     assert f"sha256:{_weights_sha(minilm_plan)}" in json.loads(state.read_text())
 
     resumed = DirectorySource(real_models.minilm_dir)
@@ -147,8 +149,8 @@ def test_interrupted_upload_resumes_from_the_committed_offset(
         registry.host, repository, minilm_plan, resumed, upload_state=state, settings=settings
     )
     size = (real_models.minilm_dir / "model.safetensors").stat().st_size
-    assert resumed.offsets["model.safetensors"] == [5 * 4 * MIB]
-    assert resumed.streamed["model.safetensors"] == size - 5 * 4 * MIB
+    assert resumed.offsets["model.safetensors"] == [5 * LOCAL_READ_SIZE]
+    assert resumed.streamed["model.safetensors"] == size - 5 * LOCAL_READ_SIZE
     assert json.loads(state.read_text()) == {}
     blob, _ = _get(f"{registry.url}/v2/{repository}/blobs/sha256:{_weights_sha(minilm_plan)}")
     assert blob == (real_models.minilm_dir / "model.safetensors").read_bytes()

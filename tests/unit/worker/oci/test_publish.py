@@ -122,11 +122,11 @@ def test_publish_to_a_registry_reports_stages_and_bytes() -> None:
     ]
 
 
-@pytest.mark.parametrize(("local", "patch_sizes"), [(True, [5000]), (False, [2048, 2048, 904])])
-def test_a_local_file_goes_in_one_streamed_patch_a_download_chunk_by_chunk(
+@pytest.mark.parametrize(("local", "patch_sizes"), [(True, [5000]), (False, [5000])])
+def test_a_local_file_and_a_download_go_in_streamed_patches(
     local: bool, patch_sizes: list[int]
 ) -> None:
-    # A download is the slower side and costly to repeat: each chunk is a point to resume from.
+    # A download streams too: one PATCH per file, read ahead by a thread (test_upload.py).
     registry = MemoryRegistry()
     client = RegistryClient(
         "r.test", settings=RegistrySettings(chunk_size=2048), transport=FakeTransport(registry)
@@ -185,7 +185,7 @@ def test_an_empty_plan_is_refused() -> None:
 class RacingTarget:
     """Wraps a target; its ``has_blob`` holds each caller of the LICENSE digest until a second
     one arrives (or 0.5 s pass): the moment two files with one content both learnt their digest
-    and asked. Counts ``put_blob`` calls per digest."""
+    and asked. Counts ``put_blob`` calls per digest; ``fail``: the LICENSE blob's put fails."""
 
     def __init__(self, inner: ArtifactTarget, fail: bool = False) -> None:
         self.inner = inner
@@ -212,7 +212,7 @@ class RacingTarget:
     ) -> str:
         with self._lock:
             self.puts[str(digest)] = self.puts.get(str(digest), 0) + 1
-        if self.fail:
+        if self.fail and digest == "sha256:" + _sha(LICENSE):
             raise RegistryUnavailable("registry 503 after 6 attempts (test)")
         return self.inner.put_blob(open_chunks, size, digest, on_bytes, streamed=streamed)
 
@@ -321,3 +321,17 @@ def test_a_local_file_that_grew_since_the_plan_is_invalid_weights() -> None:
             dataclasses.replace(plan, files=shrunk), source, RESOLVED,
             _registry_target(MemoryRegistry()), progress=Events(), chunk_size=1024,
         )  # fmt: skip
+
+
+def test_files_start_largest_first_and_the_manifest_keeps_the_plans_order() -> None:
+    # The largest file is the transfer's critical path: small ones go beside it, not before.
+    registry, source, events = MemoryRegistry(), CopiesSource(), Events()
+    publish(
+        source.plan(), source, RESOLVED, _registry_target(registry), progress=events,
+        concurrency=1, chunk_size=1024,
+    )  # fmt: skip
+    started = [entry[1] for entry in events.log if entry[0] == "started"]
+    assert started == ["model.safetensors", "LICENSE", "docs/LICENSE"]
+    manifest = json.loads(registry.manifests["uid-1"])
+    titles = [layer["annotations"]["org.cncf.model.filepath"] for layer in manifest["layers"]]
+    assert titles == list(COPIES)

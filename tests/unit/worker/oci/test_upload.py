@@ -1,20 +1,23 @@
-"""Uploads against the in-memory registry: one streaming PATCH per blob, small blobs in the PUT,
-digests, resuming after a broken source or connection, recovering a lost session."""
+"""Uploads against the in-memory registry: one streaming PATCH per local blob, a download in
+streamed PATCHes of one segment each, small blobs in the PUT, digests, resuming after a broken
+source or connection, recovering a lost session."""
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 import requests
 
 from oci.digest import sha256_digest
+from oci.errors import Unauthorized
 from oci.registry import RegistryClient, RegistrySettings
 from tests.unit.oci.fakes import Answer, FakeClock, FakeTransport, MemoryRegistry, error_body
 from worker.errors import RegistryUnavailable
-from worker.oci.content import DigestMismatch, rechunk
+from worker.oci.content import DigestMismatch
 from worker.oci.upload import BlobUpload, UploadSessions
 
 DATA = bytes(range(256)) * 40  # 10240 bytes
@@ -73,11 +76,14 @@ def _patches(client: RegistryClient) -> list[requests.PreparedRequest]:
     return [r for r in transport.requests if r.method == "PATCH"]
 
 
+@pytest.mark.parametrize("streamed", [True, False])  # a local file, a download (read ahead)
 @pytest.mark.parametrize("digest", [DIGEST, None])
-def test_a_blob_goes_in_one_patch_streamed_in_the_sources_pieces(digest: str | None) -> None:
+def test_a_blob_goes_in_one_patch_streamed_in_the_sources_pieces(
+    digest: str | None, streamed: bool
+) -> None:
     registry = MemoryRegistry()
-    client, progress = _client(registry), []
-    assert _upload(client, Opener(), digest, progress=progress) == DIGEST
+    client, progress = _client(registry), list[int]()
+    assert _upload(client, Opener(), digest, progress=progress, streamed=streamed) == DIGEST
     assert registry.blobs[DIGEST] == DATA
     (patch,) = _patches(client)
     assert not isinstance(patch.body, bytes)  # streamed, not joined in memory
@@ -264,55 +270,76 @@ def test_a_lost_session_starts_over_and_rehashes() -> None:
     assert hashlib.sha256(registry.blobs[DIGEST]).hexdigest() == DIGEST.removeprefix("sha256:")
 
 
-# ---- chunked: one PATCH per chunk, each a point to resume from (a download) ----------------
+# ---- a download in streamed PATCHes of one segment each, read ahead by a thread ------------
+
+
+def _download(
+    client: RegistryClient,
+    opener: Opener,
+    digest: str | None,
+    sessions: UploadSessions | None = None,
+    progress: list[int] | None = None,
+) -> str:
+    size, sessions = len(opener.data), sessions or UploadSessions()
+    upload = BlobUpload(client, "a/b", sessions, opener, size, digest, segment_size=4200)
+    return upload.run((progress if progress is not None else []).append)
 
 
 @pytest.mark.parametrize("digest", [DIGEST, None])
-def test_chunked_uploads_in_chunks_of_the_configured_size(digest: str | None) -> None:
+def test_a_download_goes_in_streamed_patches_of_one_segment_each(digest: str | None) -> None:
     registry = MemoryRegistry()
-    client = _client(registry)
-    assert _upload(client, Opener(), digest, streamed=False) == DIGEST
+    client, progress = _client(registry), list[int]()
+    assert _download(client, Opener(), digest, progress=progress) == DIGEST
     assert registry.blobs[DIGEST] == DATA
-    assert registry.patch_sizes == [4096, 4096, 2048]
-    assert [p.headers["Content-Range"] for p in _patches(client)] == [
-        "0-4095",
-        "4096-8191",
-        "8192-10239",
-    ]
+    assert registry.patch_sizes == [4200, 4200, 1840]  # six 700-byte pieces per segment
+    assert all(p.headers["Transfer-Encoding"] == "chunked" for p in _patches(client))
+    assert progress == [700] * 14 + [440]
 
 
-def test_chunked_a_broken_source_resumes_from_the_last_whole_chunk() -> None:
+def test_a_download_whose_source_breaks_ends_its_segment_and_resumes_there() -> None:
     registry = MemoryRegistry()
     client, sessions = _client(registry), UploadSessions()
-    with pytest.raises(ConnectionResetError):  # 8400 bytes read, two whole chunks sent
-        _upload(client, Opener(break_after=12), DIGEST, sessions=sessions, streamed=False)
+    with pytest.raises(ConnectionResetError):  # 5600 bytes read: one segment and 1400 bytes
+        _download(client, Opener(break_after=8), DIGEST, sessions=sessions)
     second = Opener()
-    assert _upload(client, second, DIGEST, sessions=sessions, streamed=False) == DIGEST
-    assert second.offsets == [8192]
-    assert second.served == len(DATA) - 8192
+    assert _download(client, second, DIGEST, sessions=sessions) == DIGEST
+    assert registry.patch_sizes == [4200, 1400, 4200, 440]
+    assert second.offsets == [5600]
+    assert second.served == len(DATA) - 5600
     assert registry.blobs[DIGEST] == DATA
 
 
-def test_chunked_a_failed_patch_is_recovered_from_the_session_offset() -> None:
+def test_a_download_whose_patch_fails_resumes_from_the_last_answered_segment() -> None:
     def fail_second(patch: int) -> Answer | None:
         return (416, {}, error_body("BLOB_UPLOAD_INVALID")) if patch == 2 else None
 
     registry = MemoryRegistry(fail_patch=fail_second)
     clock = FakeClock()
     opener = Opener()
-    assert _upload(_client(registry, clock), opener, DIGEST, streamed=False) == DIGEST
-    assert opener.offsets == [0, 4096]
+    assert _download(_client(registry, clock), opener, DIGEST) == DIGEST
+    assert opener.offsets == [0, 4200]
     assert clock.sleeps == [0.5]
+    assert registry.blobs[DIGEST] == DATA
 
 
-@pytest.mark.parametrize(
-    ("pieces", "chunks"),
-    [
-        ([b"abc", b"de", b"fghij"], [b"abcd", b"efgh", b"ij"]),
-        ([b"abcd", b"efgh"], [b"abcd", b"efgh"]),
-        ([b"abcdefghij"], [b"abcd", b"efgh", b"ij"]),
-        ([], []),
-    ],
-)
-def test_rechunk(pieces: list[bytes], chunks: list[bytes]) -> None:
-    assert list(rechunk(pieces, 4)) == chunks
+def test_a_download_that_fails_stops_reading_its_source() -> None:
+    closed: list[int] = []
+
+    def opener(offset: int) -> Iterator[bytes]:
+        try:
+            yield from Opener()(offset)
+        finally:
+            closed.append(offset)
+
+    registry = MemoryRegistry(fail_patch=lambda _: (403, {}, error_body("DENIED")))
+    upload = BlobUpload(_client(registry), "a/b", UploadSessions(), opener, len(DATA), DIGEST)
+    with pytest.raises(Unauthorized):
+        upload.run(lambda _: None)
+    _eventually(lambda: closed == [0])
+
+
+def _eventually(condition: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + 5
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met within 5 s"
+        time.sleep(0.01)

@@ -10,7 +10,14 @@ import pytest
 
 from api.model import SOURCE_URL_PATTERN
 from worker.errors import InvalidSource
-from worker.sources.spec import HuggingFaceSpec, LocalSpec, OllamaSpec, SourceSpec, parse_source
+from worker.sources.spec import (
+    JOB_SCHEME_SUFFIX,
+    HuggingFaceSpec,
+    LocalSpec,
+    OllamaSpec,
+    SourceSpec,
+    parse_source,
+)
 
 SHA = "0123456789abcdef0123456789abcdef01234567"
 HF = "https://huggingface.co"
@@ -73,6 +80,7 @@ REJECTED: list[tuple[str, str]] = [
     ("model.gguf", "not a supported source"),
     ("http://huggingface.co/org/repo", "not a supported source"),
     ("hf://org/repo", "not a supported source"),
+    ("other+oci://registry.local/repo@sha256:" + "0" * 64, "not a supported source"),
     ("https://user:pw@huggingface.co/org/repo", "credentials and ports"),
     ("https://huggingface.co:443/org/repo", "credentials and ports"),
     ("https://example.com/org/repo", "neither huggingface.co"),
@@ -121,3 +129,12 @@ def test_rejected_forms(spec: str, message: str) -> None:
 @pytest.mark.parametrize("spec", [s for s, _ in ACCEPTED if s.startswith("https://")])
 def test_every_accepted_url_passes_the_crd_pattern(spec: str) -> None:
     assert re.match(SOURCE_URL_PATTERN, spec)
+
+
+def test_the_jobs_own_schemes_end_with_the_suffix_parse_source_checks_first() -> None:
+    # parse_source imports their parsers only for such a scheme (a local prepare never does).
+    from api.catalog_import import WORKER_SOURCE_SCHEME as CATALOG_SCHEME
+    from api.upload import WORKER_SOURCE_SCHEME as UPLOAD_SCHEME
+
+    assert UPLOAD_SCHEME.endswith(JOB_SCHEME_SUFFIX)
+    assert CATALOG_SCHEME.endswith(JOB_SCHEME_SUFFIX)
