@@ -15,7 +15,7 @@ import structlog
 
 from api import protocol
 from oci.errors import InvalidReference
-from worker import logs
+from worker import logs, shutdown
 from worker.errors import (
     InsufficientStorage,
     PermanentError,
@@ -97,6 +97,9 @@ def settle_imports() -> None:
 def run(args: argparse.Namespace) -> int:
     configure_logging()
     limit_heap_retention()
+    # prepare stops its transfers cleanly (the registry keeps what it has); the pull commands
+    # exit at once (their partial files resume). Either way not ignored as PID 1.
+    shutdown.install(graceful=args.command == "prepare")
     if args.command in ("materialize", "materialize-pod"):
         from worker import commands_pull  # a pod's init container: none of the prepare side
     else:

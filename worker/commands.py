@@ -13,6 +13,7 @@ from typing import Any
 import structlog
 
 from api import protocol
+from worker import shutdown
 from worker.environment import env_path, registry_options
 from worker.errors import InsufficientStorage, InvalidSource
 from worker.inspect.resolve import inspect_source
@@ -113,7 +114,13 @@ def prepare(spec: str, dest: str) -> dict[str, Any]:
     reporter = ProgressReporter(plan.total_bytes, annotator, interval=interval)
     try:
         artifact = publish(
-            plan, source, inspection.resolved, target, progress=reporter, concurrency=concurrency
+            plan,
+            source,
+            inspection.resolved,
+            target,
+            progress=reporter,
+            concurrency=concurrency,
+            terminated=shutdown.STOP,
         )
     except InsufficientStorage as error:
         needed = f" (the model's files take {plan.total_bytes:,} bytes)"

@@ -300,6 +300,50 @@ def test_sigkill_while_a_chunk_reaches_the_registry_restarts_that_file_and_still
     assert [(r.range, r.body_bytes) for r in downloads] == [(None, weight_size)]
 
 
+def test_sigterm_mid_upload_ends_the_body_and_the_next_run_resumes_where_the_registry_stopped(
+    hub: HubEmulator,
+    registry: Registry,
+    published: Published,
+    env: Callable[..., dict[str, str]],
+    real_models: RealModels,
+    tmp_path: Path,
+) -> None:
+    """A pod deleted, evicted or drained gets SIGTERM, then SIGKILL after its grace period. The
+    worker (PID 1 of its container, which drops signals it has no handler for) ends the weight's
+    streamed body at its next piece, so docker-registry keeps those bytes in a valid session;
+    it exits 1 (transient) with reason ``Interrupted``, and the next run downloads and sends only
+    the rest of the weight."""
+    weight_size = (real_models.minilm_dir / "model.safetensors").stat().st_size
+    repository = f"cli/terminated-{uuid.uuid4().hex[:8]}"
+    args = ["prepare", MINILM_URL, "--to", f"{registry.host}/{repository}:v1"]
+    uploads = registry.storage / "docker/registry/v2/repositories" / repository / "_uploads"
+
+    def at_registry() -> int:
+        return max((data.stat().st_size for data in uploads.glob("*/data")), default=0)
+
+    hub.bytes_per_second = THROTTLE_BYTES_PER_SECOND
+    hub.clear_requests()
+    try:
+        first = start_worker(args, env())
+        _wait_for(lambda: at_registry() >= 16 << 20, first, "16 MiB of the weight sent")
+        first.send_signal(signal.SIGTERM)
+        stopped = finish(first, timeout=15)
+    finally:
+        hub.bytes_per_second = None
+    message = _failed(stopped, 1, "Interrupted", tmp_path / "termination-log")
+    assert message.startswith("stopped by SIGTERM")
+    kept = at_registry()
+    assert 16 << 20 <= kept < weight_size
+    _eventually(lambda: _weight_downloads(hub.requests), "the stopped download in the log")
+    hub.clear_requests()
+
+    rerun = run_worker(args, env())
+
+    assert rerun.result()["artifact"] == published.result["artifact"]
+    downloads = _weight_downloads(hub.requests)
+    assert [(r.range, r.body_bytes) for r in downloads] == [(f"bytes={kept}-", weight_size - kept)]
+
+
 # ---- 2. a registry that answers 503 for a while ----------------------------------------------
 
 

@@ -29,7 +29,7 @@ import structlog
 
 from api.model import ArtifactStatus, ResolvedMetadata
 from oci.digest import sha256_digest
-from worker.errors import InvalidWeights
+from worker.errors import InvalidWeights, TransientError
 from worker.oci.content import ChunkOpener, DigestMismatch
 from worker.oci.hash_ahead import HashAhead
 from worker.oci.modelpack import (
@@ -83,6 +83,13 @@ class PublishedArtifact:
         return ArtifactStatus(
             kind="OCI", digest=self.digest, media_type=self.media_type, size_bytes=self.size_bytes
         )
+
+
+class Interrupted(TransientError):  # noqa: N818 - named after its reason
+    """SIGTERM during ``publish`` (``worker/shutdown.py``): what the registry accepted is kept
+    for the next run."""
+
+    reason = "Interrupted"
 
 
 class _Cancelled(Exception):  # noqa: N818 - internal control flow, never escapes publish
@@ -152,6 +159,7 @@ class _Transfer:
         chunk_size: int,
         *,
         hash_first: bool = False,
+        terminated: threading.Event | None = None,
     ) -> None:
         self._source = source
         self._target = target
@@ -162,6 +170,7 @@ class _Transfer:
         self._read_size = min(chunk_size, LOCAL_READ_SIZE)
         self._hash_first = hash_first
         self._stop = threading.Event()
+        self._terminated = terminated or threading.Event()
         self._flights = _Flights()
         self._ahead: HashAhead | None = None
 
@@ -176,6 +185,11 @@ class _Transfer:
                 if any(future.exception() for future in done):
                     self._stop.set()
                     pool.shutdown(wait=True, cancel_futures=True)
+                    if self._terminated.is_set():
+                        raise Interrupted(
+                            "stopped by SIGTERM; the registry keeps what it accepted, and the "
+                            "next run resumes each file from there"
+                        )
                     raise _first_error(futures.values())
         finally:
             if self._ahead is not None:
@@ -197,7 +211,7 @@ class _Transfer:
 
     def _guarded(self, planned: PlannedFile) -> str:
         # The failing worker itself raises the flag, so no queued file starts after a failure.
-        if self._stop.is_set():
+        if self._stop.is_set() or self._terminated.is_set():
             raise _Cancelled(planned.path)
         try:
             return self._one(planned)
@@ -285,7 +299,7 @@ class _Transfer:
 
     def _chunks(self, path: str, offset: int) -> Iterator[bytes]:
         for chunk in self._source.stream(path, offset, self._read_size):
-            if self._stop.is_set():
+            if self._stop.is_set() or self._terminated.is_set():
                 raise _Cancelled(path)
             yield chunk
 
@@ -346,13 +360,19 @@ def publish(
     concurrency: int = 3,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
     precision: str | None = None,
+    terminated: threading.Event | None = None,
 ) -> PublishedArtifact:
-    """Publishes the plan's files as a ModelPack artifact; returns where it landed."""
+    """Publishes the plan's files as a ModelPack artifact; returns where it landed.
+
+    ``terminated`` (``shutdown.STOP``): once set, every transfer stops at its next piece, an open
+    streamed body ends there (the registry keeps it), and ``Interrupted`` is raised."""
     if not plan.files:
         raise ValueError("the plan has no files to publish")
     sink = _SerializedProgress(progress)
     sink.stage("transfer")
-    transfer = _Transfer(source, target, sink, chunk_size, hash_first=plan.local)
+    transfer = _Transfer(
+        source, target, sink, chunk_size, hash_first=plan.local, terminated=terminated
+    )
     layers = transfer.run(plan.files, concurrency)
     sink.stage("config")
     config = build_config(plan, resolved, layers, precision=precision)

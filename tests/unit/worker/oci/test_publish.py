@@ -22,7 +22,7 @@ from worker.errors import InvalidWeights, RegistryUnavailable, SourceUnavailable
 from worker.inspect.reader import ByteSource
 from worker.oci.layout import OciLayout
 from worker.oci.modelpack import ARTIFACT_TYPE
-from worker.oci.publish import PublishedArtifact, publish
+from worker.oci.publish import Interrupted, PublishedArtifact, publish
 from worker.oci.target import ArtifactTarget, LayoutTarget, RegistryTarget
 from worker.plan import PlannedFile, SourcePlan
 
@@ -172,6 +172,46 @@ def test_one_failing_file_fails_the_publish_with_its_error() -> None:
     target = _registry_target(MemoryRegistry())
     with pytest.raises(SourceUnavailable, match=r"config\.json"):
         _publish(target, MemorySource(fail_on="config.json"), Events())
+
+
+class TerminatedSource(MemorySource):
+    """SIGTERM arrives (``terminated`` set) after the first piece of the weight."""
+
+    def __init__(self, terminated: threading.Event) -> None:
+        super().__init__()
+        self.terminated = terminated
+
+    def stream(self, path: str, offset: int = 0, chunk_size: int = 8 << 20) -> Iterator[bytes]:
+        for piece in super().stream(path, offset, chunk_size):
+            yield piece
+            if path == "model.safetensors":
+                self.terminated.set()
+
+
+def test_sigterm_stops_the_transfers_and_the_registry_keeps_what_it_accepted() -> None:
+    registry, terminated = MemoryRegistry(), threading.Event()
+    source = TerminatedSource(terminated)
+    settings = RegistrySettings(chunk_size=1024)  # the 5,000-byte weight is not a small blob
+    client = RegistryClient("r.test", settings=settings, transport=FakeTransport(registry))
+    target = RegistryTarget(client, Reference("r.test", "ai/tiny", "uid-1"))
+    with pytest.raises(Interrupted, match=r"^stopped by SIGTERM; the registry keeps") as raised:
+        publish(
+            _plan(),
+            source,
+            RESOLVED,
+            target,
+            progress=Events(),
+            chunk_size=1024,
+            concurrency=1,
+            terminated=terminated,
+        )
+    assert raised.value.exit_code == 1  # transient: the Job's next pod resumes
+    assert registry.manifests == {}
+    # SIGTERM came while the weight's (largest, first) second 1 KiB piece was read: that piece
+    # is not sent, the first stays in the registry's open session, no other file started.
+    assert source.streamed == {"model.safetensors": 2048}
+    assert [len(data) for data in registry.uploads.values()] == [1024]
+    assert registry.patch_sizes == [1024]  # the streamed body ended there, and was answered
 
 
 def test_an_empty_plan_is_refused() -> None:
