@@ -63,7 +63,7 @@ from tests.ground.node import (
     start_kubelet,
     stop_runtime,
 )
-from tests.ground.podnet import API_CLUSTER_IP, PodNetwork
+from tests.ground.podnet import API_CLUSTER_IP, PodNetwork, free_network, run
 
 SECOND_NODE_TAINT = "ai-models.test/second-node"
 PRIVATE_DIRS = (
@@ -76,24 +76,6 @@ PRIVATE_DIRS = (
 CGROUPS = Path("/sys/fs/cgroup")
 
 
-def _run(*argv: str) -> None:
-    result = subprocess.run(list(argv), capture_output=True, text=True, check=False)
-    if result.returncode != 0:
-        raise RuntimeError(f"{' '.join(argv)}: {result.stderr.strip()}")
-
-
-def _free_link() -> ipaddress.IPv4Network:
-    """A /30 in 10.214.0.0/16 that no address or route of this host uses."""
-    used = subprocess.run(["ip", "-4", "route", "show", "table", "all"], capture_output=True,
-                          text=True, check=True).stdout  # fmt: skip
-    used += subprocess.run(["ip", "-4", "addr"], capture_output=True, text=True, check=True).stdout
-    for _ in range(64):
-        third = secrets.randbelow(254) + 1
-        if f"10.214.{third}." not in used:
-            return ipaddress.IPv4Network(f"10.214.{third}.0/30")
-    raise RuntimeError("no free 10.214.x.0/30 for the second node's link")
-
-
 class Uplink:
     """The network namespace, its veth pair to the host, routes and the host's rules for it."""
 
@@ -101,7 +83,7 @@ class Uplink:
         self.name = f"aim-{run_id}-n2"
         self.netns = work / "netns"
         self.host_if, self.node_if = f"aim{run_id}h", f"aim{run_id}n"
-        link = _free_link()
+        link = free_network(214, 30, "the second node's link")
         self.host_address, self.node_address = (str(a) for a in link.hosts())
         self.link = link
         self.first = first
@@ -120,11 +102,11 @@ class Uplink:
         bits = self.link.prefixlen
         self.netns.touch()
         self._created = True
-        _run("unshare", f"--net={self.netns}", "true")
-        _run("ip", "link", "add", self.host_if, "type", "veth", "peer", "name", self.node_if,
+        run("unshare", f"--net={self.netns}", "true")
+        run("ip", "link", "add", self.host_if, "type", "veth", "peer", "name", self.node_if,
              "netns", str(self.netns))  # fmt: skip
-        _run("ip", "addr", "add", f"{self.host_address}/{bits}", "dev", self.host_if)
-        _run("ip", "link", "set", self.host_if, "up")
+        run("ip", "addr", "add", f"{self.host_address}/{bits}", "dev", self.host_if)
+        run("ip", "link", "set", self.host_if, "up")
         # The first network's DNAT sends the veth's traffic to 127.0.0.1, and replies from there.
         Path(f"/proc/sys/net/ipv4/conf/{self.host_if}/route_localnet").write_text("1")
         inside = (
@@ -138,14 +120,14 @@ class Uplink:
              "echo 1 > /proc/sys/net/bridge/bridge-nf-call-iptables"),
         )  # fmt: skip
         for argv in inside:
-            _run(*self.in_netns(*argv))
+            run(*self.in_netns(*argv))
         for hook in self.hooks:
-            _run("iptables", hook[0], hook[1], "-I", *hook[2:])
+            run("iptables", hook[0], hook[1], "-I", *hook[2:])
             self._added.append(hook)
 
     def route_pods(self, subnet: ipaddress.IPv4Network) -> None:
         """The host reaches node 2's pods (their metrics) via the node's address."""
-        _run("ip", "route", "add", str(subnet), "via", self.node_address, "dev", self.host_if)
+        run("ip", "route", "add", str(subnet), "via", self.node_address, "dev", self.host_if)
 
     def close(self) -> None:
         for hook in reversed(self._added):

@@ -30,22 +30,22 @@ API_CLUSTER_IP = "10.0.0.1"
 """The ``kubernetes`` Service's address in the control plane's service range 10.0.0.0/24."""
 
 
-def _run(*argv: str) -> None:
+def run(*argv: str) -> None:
     result = subprocess.run(list(argv), capture_output=True, text=True, check=False)
     if result.returncode != 0:
         raise RuntimeError(f"{' '.join(argv)}: {result.stderr.strip()}")
 
 
-def _free_subnet() -> ipaddress.IPv4Network:
-    """A /24 in 10.213.0.0/16 that no address or route of this host uses."""
+def free_network(second: int, prefix: int, what: str) -> ipaddress.IPv4Network:
+    """A ``10.<second>.x.0/<prefix>`` that no address or route of this host uses."""
     used = subprocess.run(["ip", "-4", "route", "show", "table", "all"], capture_output=True,
                           text=True, check=True).stdout  # fmt: skip
     used += subprocess.run(["ip", "-4", "addr"], capture_output=True, text=True, check=True).stdout
     for _ in range(64):
         third = secrets.randbelow(254) + 1
-        if f"10.213.{third}." not in used:
-            return ipaddress.IPv4Network(f"10.213.{third}.0/24")
-    raise RuntimeError("no free 10.213.x.0/24 subnet for the test node's bridge")
+        if f"10.{second}.{third}." not in used:
+            return ipaddress.IPv4Network(f"10.{second}.{third}.0/{prefix}")
+    raise RuntimeError(f"no free 10.{second}.x.0/{prefix} for {what}")
 
 
 class PodNetwork:
@@ -55,7 +55,7 @@ class PodNetwork:
         run_id = secrets.token_hex(3)
         self.bridge = f"aim{run_id}"
         self.chain = f"AIM-NODE-{run_id.upper()}"
-        self.subnet = _free_subnet()
+        self.subnet = free_network(213, 24, "the test node's bridge")
         self.gateway = str(next(self.subnet.hosts()))
         self.conf_dir = work / "cni" / "net.d"
         self._ipam_dir = work / "cni" / "ipam"
@@ -69,7 +69,7 @@ class PodNetwork:
     def create(self, api_port: int) -> None:
         self._bridge_up()
         Path(f"/proc/sys/net/ipv4/conf/{self.bridge}/route_localnet").write_text("1")
-        _run("iptables", "-t", "nat", "-N", self.chain)
+        run("iptables", "-t", "nat", "-N", self.chain)
         self._hook(
             ("-t", "nat", "PREROUTING", "-i", self.bridge, "-j", self.chain),
             ("-t", "nat", "OUTPUT", "-d", self.gateway, "-j", self.chain),
@@ -87,11 +87,11 @@ class PodNetwork:
         self._write_conflist(routes)
 
     def _bridge_up(self) -> None:
-        _run(*self._cmd("ip", "link", "add", self.bridge, "type", "bridge"))
+        run(*self._cmd("ip", "link", "add", self.bridge, "type", "bridge"))
         self._created = True
         address = f"{self.gateway}/{self.subnet.prefixlen}"
-        _run(*self._cmd("ip", "addr", "add", address, "dev", self.bridge))
-        _run(*self._cmd("ip", "link", "set", self.bridge, "up"))
+        run(*self._cmd("ip", "addr", "add", address, "dev", self.bridge))
+        run(*self._cmd("ip", "link", "set", self.bridge, "up"))
 
     def _forward_hooks(self, uplinks: Sequence[str]) -> list[tuple[str, ...]]:
         """Inserted in this order, so the last is first: pod to pod on this bridge (a hostPort
@@ -107,7 +107,7 @@ class PodNetwork:
 
     def _hook(self, *hooks: tuple[str, ...]) -> None:
         for hook in hooks:
-            _run(*self._cmd("iptables", hook[0], hook[1], "-I", *hook[2:]))
+            run(*self._cmd("iptables", hook[0], hook[1], "-I", *hook[2:]))
             self._hooks.append(hook)
 
     def expose(self, port: int) -> str:
@@ -116,7 +116,7 @@ class PodNetwork:
         return f"{self.gateway}:{port}"
 
     def _dnat(self, address: str, port: int, to_port: int) -> None:
-        _run("iptables", "-t", "nat", "-A", self.chain, "-d", address, "-p", "tcp", "--dport",
+        run("iptables", "-t", "nat", "-A", self.chain, "-d", address, "-p", "tcp", "--dport",
              str(port), "-j", "DNAT", "--to-destination", f"127.0.0.1:{to_port}")  # fmt: skip
 
     def _write_conflist(self, routes: Sequence[str]) -> None:
