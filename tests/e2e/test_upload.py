@@ -188,11 +188,17 @@ def cut_at_half(
     size = open_payload(path).size
     with proxy(gateway.url, bytes_per_second=12 * MIB) as front:
         first = cli(kubeconfig, name, ns, path, "--url", front.url, "--no-wait")
-        try:
-            wait_for(lambda: head_offset(secret["url"], secret["token"]) >= size // 2, 120, 0.1)
-        finally:
-            first.send_signal(signal.SIGKILL)
-            first.wait(10)
+        # Not wait_for: when the CLI ends early or stalls, its output must be in the failure
+        # (an e2e run once waited 120 s here for an offset that never came, output lost).
+        deadline, offset = time.monotonic() + 120, 0
+        while first.poll() is None and time.monotonic() < deadline:
+            offset = head_offset(secret["url"], secret["token"])
+            if offset >= size // 2:
+                break
+            time.sleep(0.1)
+        first.send_signal(signal.SIGKILL)  # a no-op when it already ended
+        _, err = first.communicate(timeout=10)
+        assert offset >= size // 2, (offset, size, first.returncode, err[-3000:])
     offset = head_offset(secret["url"], secret["token"])
     assert size // 2 <= offset < size, (offset, size)
     return size, secret
